@@ -1,0 +1,237 @@
+//! Per-CPU, per-interface counters. One [`Counters`] value per interface
+//! index; the kernel bumps slots with plain increments (a per-CPU slot has a
+//! single writer) and user space sums them over all possible CPUs with
+//! wrapping arithmetic.
+
+use crate::judge::{Action, Verdict};
+
+/// Counters that are not RST verdicts. RST verdicts follow them, two slots
+/// per verdict (passed, dropped): see [`rst_slot`].
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Counter {
+    /// Frames seen by the XDP (ingress) program.
+    XdpPackets = 0,
+    /// TCP segments seen at XDP.
+    XdpTcp,
+    /// TCP RSTs seen at XDP (each is also counted by verdict).
+    XdpRst,
+    /// Frames seen by the TC (egress) program.
+    TcPackets,
+    /// TCP segments seen at TC.
+    TcTcp,
+    /// TCP RSTs the host itself sent (seen at TC egress, never judged).
+    TcRst,
+    /// Flows created (on a SYN, or on mid-stream pickup).
+    FlowsCreated,
+    /// Flow creations that the map refused.
+    FlowCreateFailed,
+    /// Non-RST segments on a flow already closed by a RST.
+    ClosedFlowPackets,
+    /// Non-first IP fragments: they carry no TCP header and pass.
+    NonFirstFragment,
+    /// Frame shorter than an Ethernet header.
+    TruncatedEthernet,
+    /// VLAN tag cut short, or more tags than the parser follows.
+    BadVlan,
+    /// IPv4 header cut short.
+    TruncatedIpv4,
+    /// IPv4 IHL below 5.
+    BadIpv4Ihl,
+    /// IPv4/IPv6 length field smaller than the headers it must hold.
+    BadIpLength,
+    /// IPv6 header or an extension header cut short.
+    TruncatedIpv6,
+    /// IPv6 extension header chain longer than the parser follows.
+    Ipv6ExtTooLong,
+    /// TCP header cut short.
+    TruncatedTcp,
+    /// TCP data offset below 5.
+    BadTcpDoff,
+    /// TCP option with a bad length (options ignored, segment still used).
+    BadTcpOptions,
+    /// Events the ring buffer had no room for.
+    EventsLost,
+}
+
+/// Number of [`Counter`] slots before the RST verdict slots.
+pub const FIXED_COUNTERS: usize = Counter::EventsLost as usize + 1;
+/// Total number of slots in [`Counters`].
+pub const COUNTER_SLOTS: usize = FIXED_COUNTERS + Verdict::COUNT * 2;
+
+/// Slot of the counter for RSTs judged `verdict` and given `action`.
+#[inline(always)]
+pub const fn rst_slot(verdict: Verdict, action: Action) -> usize {
+    FIXED_COUNTERS + verdict as usize * 2 + action as usize
+}
+
+/// The counters of one interface (one CPU's copy, in the kernel).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Counters {
+    pub slots: [u64; COUNTER_SLOTS],
+}
+
+const _: () = assert!(core::mem::size_of::<Counters>() == COUNTER_SLOTS * 8);
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            slots: [0; COUNTER_SLOTS],
+        }
+    }
+}
+
+impl Counters {
+    #[inline(always)]
+    pub fn get(&self, c: Counter) -> u64 {
+        self.slots[c as usize]
+    }
+
+    #[inline(always)]
+    pub fn rst(&self, verdict: Verdict, action: Action) -> u64 {
+        self.slots[rst_slot(verdict, action)]
+    }
+
+    /// Adds `other` slot by slot, wrapping (used to sum per-CPU copies).
+    pub fn add(&mut self, other: &Counters) {
+        for (a, b) in self.slots.iter_mut().zip(other.slots.iter()) {
+            *a = a.wrapping_add(*b);
+        }
+    }
+
+    /// Slot-by-slot difference `self - earlier`, wrapping (rates).
+    pub fn delta(&self, earlier: &Counters) -> Counters {
+        let mut d = *self;
+        for (a, b) in d.slots.iter_mut().zip(earlier.slots.iter()) {
+            *a = a.wrapping_sub(*b);
+        }
+        d
+    }
+}
+
+/// What a [`Counter`] measures, for naming it in user space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CounterKind {
+    /// Packets through a hook (`"xdp"` or `"tc"`) of a class (`"all"`,
+    /// `"tcp"`, `"rst"`).
+    Hook(&'static str, &'static str),
+    /// A flow-table event.
+    Flow(&'static str),
+    /// A packet that could not be parsed, by kind.
+    ParseError(&'static str),
+    /// Non-first fragments.
+    Fragment,
+    /// Ring-buffer events lost.
+    EventsLost,
+}
+
+impl Counter {
+    pub const ALL: [Counter; FIXED_COUNTERS] = [
+        Counter::XdpPackets,
+        Counter::XdpTcp,
+        Counter::XdpRst,
+        Counter::TcPackets,
+        Counter::TcTcp,
+        Counter::TcRst,
+        Counter::FlowsCreated,
+        Counter::FlowCreateFailed,
+        Counter::ClosedFlowPackets,
+        Counter::NonFirstFragment,
+        Counter::TruncatedEthernet,
+        Counter::BadVlan,
+        Counter::TruncatedIpv4,
+        Counter::BadIpv4Ihl,
+        Counter::BadIpLength,
+        Counter::TruncatedIpv6,
+        Counter::Ipv6ExtTooLong,
+        Counter::TruncatedTcp,
+        Counter::BadTcpDoff,
+        Counter::BadTcpOptions,
+        Counter::EventsLost,
+    ];
+
+    pub const fn kind(self) -> CounterKind {
+        use CounterKind::*;
+        match self {
+            Counter::XdpPackets => Hook("xdp", "all"),
+            Counter::XdpTcp => Hook("xdp", "tcp"),
+            Counter::XdpRst => Hook("xdp", "rst"),
+            Counter::TcPackets => Hook("tc", "all"),
+            Counter::TcTcp => Hook("tc", "tcp"),
+            Counter::TcRst => Hook("tc", "rst"),
+            Counter::FlowsCreated => Flow("created"),
+            Counter::FlowCreateFailed => Flow("create_failed"),
+            Counter::ClosedFlowPackets => Flow("closed_flow_packets"),
+            Counter::NonFirstFragment => Fragment,
+            Counter::TruncatedEthernet => ParseError("truncated_ethernet"),
+            Counter::BadVlan => ParseError("bad_vlan"),
+            Counter::TruncatedIpv4 => ParseError("truncated_ipv4"),
+            Counter::BadIpv4Ihl => ParseError("bad_ipv4_ihl"),
+            Counter::BadIpLength => ParseError("bad_ip_length"),
+            Counter::TruncatedIpv6 => ParseError("truncated_ipv6"),
+            Counter::Ipv6ExtTooLong => ParseError("ipv6_ext_too_long"),
+            Counter::TruncatedTcp => ParseError("truncated_tcp"),
+            Counter::BadTcpDoff => ParseError("bad_tcp_doff"),
+            Counter::BadTcpOptions => ParseError("bad_tcp_options"),
+            Counter::EventsLost => EventsLost,
+        }
+    }
+
+    /// A stable snake_case name, used in `--json` output.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Counter::XdpPackets => "xdp_packets",
+            Counter::XdpTcp => "xdp_tcp",
+            Counter::XdpRst => "xdp_rst",
+            Counter::TcPackets => "tc_packets",
+            Counter::TcTcp => "tc_tcp",
+            Counter::TcRst => "tc_rst",
+            Counter::FlowsCreated => "flows_created",
+            Counter::FlowCreateFailed => "flow_create_failed",
+            Counter::ClosedFlowPackets => "closed_flow_packets",
+            Counter::NonFirstFragment => "non_first_fragments",
+            Counter::EventsLost => "events_lost",
+            other => match other.kind() {
+                CounterKind::ParseError(kind) => kind,
+                _ => "unnamed",
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_lists_every_counter_in_order() {
+        for (i, c) in Counter::ALL.iter().enumerate() {
+            assert_eq!(*c as usize, i);
+        }
+    }
+
+    #[test]
+    fn rst_slots_are_distinct_and_in_range() {
+        let mut seen = [false; COUNTER_SLOTS];
+        for v in Verdict::ALL {
+            for a in [Action::Pass, Action::Drop] {
+                let s = rst_slot(v, a);
+                assert!(s >= FIXED_COUNTERS && s < COUNTER_SLOTS);
+                assert!(!seen[s]);
+                seen[s] = true;
+            }
+        }
+    }
+
+    #[test]
+    fn sum_and_delta_wrap() {
+        let mut a = Counters::default();
+        a.slots[0] = u64::MAX;
+        let mut b = Counters::default();
+        b.slots[0] = 2;
+        a.add(&b);
+        assert_eq!(a.slots[0], 1);
+        assert_eq!(a.delta(&b).slots[0], u64::MAX);
+    }
+}

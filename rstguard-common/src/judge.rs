@@ -1,0 +1,229 @@
+//! Judging a RST, as DESIGN.md ("Judging a RST sent by endpoint S to
+//! endpoint R") sets out. Pure arithmetic: the XDP program and the host
+//! tests run this same code.
+
+use crate::{
+    flow::{Flow, FlowState, HALF_ACK, HALF_FIN, HALF_SACK, HALF_SEEN},
+    policy::{Level, Policy},
+    seq::in_range,
+    tcp::{Segment, ACK},
+};
+
+/// What rstguard concluded about a RST.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Verdict {
+    /// No entry for the flow.
+    NoFlow = 0,
+    /// The source is in the trusted prefix list.
+    Trusted = 1,
+    /// RST at a flow in SYN_SENT without the ACK of the SYN.
+    BadSynAck = 2,
+    /// RST at a flow in TIME_WAIT (RFC 1337).
+    TimeWait = 3,
+    /// The sequence number is one a real peer uses.
+    Exact = 4,
+    /// Inside the receiver's window but not exact.
+    InWindow = 5,
+    /// Outside the receiver's window.
+    OutOfWindow = 6,
+    /// In window, but the flow's inexact-RST budget is spent.
+    RateLimited = 7,
+}
+
+impl Verdict {
+    pub const COUNT: usize = 8;
+    pub const ALL: [Verdict; Verdict::COUNT] = [
+        Verdict::NoFlow,
+        Verdict::Trusted,
+        Verdict::BadSynAck,
+        Verdict::TimeWait,
+        Verdict::Exact,
+        Verdict::InWindow,
+        Verdict::OutOfWindow,
+        Verdict::RateLimited,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::NoFlow => "no_flow",
+            Verdict::Trusted => "trusted",
+            Verdict::BadSynAck => "bad_syn_ack",
+            Verdict::TimeWait => "time_wait",
+            Verdict::Exact => "exact",
+            Verdict::InWindow => "in_window",
+            Verdict::OutOfWindow => "out_of_window",
+            Verdict::RateLimited => "rate_limited",
+        }
+    }
+
+    /// Verdicts no real peer could have earned (the controller's "invalid").
+    pub const fn is_invalid(self) -> bool {
+        matches!(
+            self,
+            Verdict::BadSynAck | Verdict::InWindow | Verdict::OutOfWindow | Verdict::RateLimited
+        )
+    }
+}
+
+/// What happens to the packet.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    Pass = 0,
+    Drop = 1,
+}
+
+impl Action {
+    /// From the raw byte stored in [`Policy`]; unknown values pass.
+    #[inline(always)]
+    pub const fn from_raw(v: u8) -> Action {
+        if v == Action::Drop as u8 {
+            Action::Drop
+        } else {
+            Action::Pass
+        }
+    }
+
+    /// Past-tense name, as in counters and metrics (`passed`, `dropped`).
+    pub const fn past(self) -> &'static str {
+        match self {
+            Action::Pass => "passed",
+            Action::Drop => "dropped",
+        }
+    }
+
+    /// Imperative name, as in the policy (`pass`, `drop`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Pass => "pass",
+            Action::Drop => "drop",
+        }
+    }
+}
+
+/// Steps 3 to 7: the verdict on a RST that `S` (the `sender_is_lo` side)
+/// sent to `R`, from the flow's state alone (no budget, no policy).
+#[inline(always)]
+pub fn classify(flow: &Flow, sender_is_lo: bool, rst: &Segment) -> Verdict {
+    let (s, r) = flow.halves(sender_is_lo);
+    let state = flow.state();
+    // 3. R sent a SYN and nothing came back yet: only the answer to that SYN
+    //    (ACK of R's ISN + 1) may reset it.
+    if state == FlowState::SynSent && flow.is_initiator(!sender_is_lo) {
+        return if rst.has(ACK) && rst.ack == r.snd_nxt {
+            Verdict::Exact
+        } else {
+            Verdict::BadSynAck
+        };
+    }
+    // 4.
+    if state == FlowState::TimeWait {
+        return Verdict::TimeWait;
+    }
+    // 5. What a real peer would use: R's RCV.NXT as R announced it, S's own
+    //    SND.NXT, S's FIN (RCV.NXT - 1 after a FIN), R's highest SACK edge.
+    let seq = rst.seq;
+    if (r.has(HALF_ACK) && seq == r.ack)
+        || (s.has(HALF_SEEN) && seq == s.snd_nxt)
+        || (s.has(HALF_FIN) && seq == s.fin_seq)
+        || (r.has(HALF_SACK) && seq == r.sack_right)
+    {
+        return Verdict::Exact;
+    }
+    // 6./7. R's receive window starts at what R last acknowledged; when R
+    //       never acknowledged anything, at what S sent.
+    let base = if r.has(HALF_ACK) {
+        r.ack
+    } else if s.has(HALF_SEEN) {
+        s.snd_nxt
+    } else {
+        // Nothing known of either side: no ground to call it out of window.
+        return Verdict::InWindow;
+    };
+    if in_range(seq, base, r.win) {
+        Verdict::InWindow
+    } else {
+        Verdict::OutOfWindow
+    }
+}
+
+/// What a policy does with a verdict.
+#[inline(always)]
+pub fn action_for(verdict: Verdict, policy: &Policy) -> Action {
+    let level = policy.level();
+    if level == Level::Monitor {
+        return Action::Pass;
+    }
+    match verdict {
+        Verdict::Exact | Verdict::Trusted => Action::Pass,
+        Verdict::NoFlow => Action::from_raw(policy.no_flow),
+        Verdict::TimeWait => Action::from_raw(policy.time_wait),
+        Verdict::InWindow => {
+            if level == Level::Strict {
+                Action::Drop
+            } else {
+                Action::Pass
+            }
+        }
+        Verdict::OutOfWindow | Verdict::BadSynAck | Verdict::RateLimited => Action::Drop,
+    }
+}
+
+/// GCRA token bucket: takes one token if the budget allows. `tat` is the
+/// theoretical arrival time (per flow), `interval_ns` the time one token
+/// takes to come back, `burst` the bucket's size. User space keeps
+/// `interval_ns * burst` far below 2^64 (see [`Policy::set_inexact_per_sec`]),
+/// so plain wrapping arithmetic is exact here (and needs no 128-bit
+/// multiply, which BPF lacks).
+#[inline(always)]
+pub fn take_token(tat: &mut u64, now: u64, interval_ns: u64, burst: u32) -> bool {
+    if burst == 0 {
+        return false;
+    }
+    let tolerance = interval_ns.wrapping_mul(burst as u64 - 1);
+    let t = if *tat > now { *tat } else { now };
+    if t - now > tolerance {
+        return false;
+    }
+    *tat = t.wrapping_add(interval_ns);
+    true
+}
+
+/// The whole judgement of a RST from `S` (the `sender_is_lo` side of
+/// `flow`, when there is one). Updates the flow: the inexact budget, and
+/// CLOSED when a RST that the endpoint will accept passes.
+#[inline(always)]
+pub fn judge(
+    flow: Option<&mut Flow>,
+    sender_is_lo: bool,
+    rst: &Segment,
+    trusted: bool,
+    policy: &Policy,
+    now: u64,
+) -> (Verdict, Action) {
+    if trusted {
+        return (Verdict::Trusted, Action::Pass);
+    }
+    let Some(flow) = flow else {
+        return (Verdict::NoFlow, action_for(Verdict::NoFlow, policy));
+    };
+    let mut verdict = classify(flow, sender_is_lo, rst);
+    // The budget caps inexact RSTs at every level that lets them through.
+    if verdict == Verdict::InWindow
+        && policy.level() != Level::Strict
+        && !take_token(
+            &mut flow.rst_tat_ns,
+            now,
+            policy.inexact_interval_ns,
+            policy.inexact_burst,
+        )
+    {
+        verdict = Verdict::RateLimited;
+    }
+    let action = action_for(verdict, policy);
+    if action == Action::Pass && matches!(verdict, Verdict::Exact | Verdict::TimeWait) {
+        flow.state = FlowState::Closed as u8;
+    }
+    (verdict, action)
+}

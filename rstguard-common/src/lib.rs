@@ -1,0 +1,29 @@
+//! Types shared by rstguard's eBPF programs and user space, and the pure
+//! judgement of TCP RSTs.
+//!
+//! Everything that crosses the kernel/user boundary is `#[repr(C)]`, `Copy`,
+//! free of `bool`/enum/`Option` fields and of implicit padding, and has a
+//! compile-time size check. Enums that index maps (`Counter`, `Verdict`) are
+//! defined once here so that user space cannot drift from the kernel.
+//!
+//! The tracking ([`track`]) and judgement ([`judge`]) modules are plain
+//! arithmetic on those types: the eBPF program calls them on every packet,
+//! and host tests, property tests and fuzzers call the very same code.
+#![no_std]
+
+pub mod counter;
+pub mod flow;
+pub mod judge;
+pub mod maps;
+pub mod policy;
+pub mod seq;
+pub mod tcp;
+pub mod track;
+
+#[cfg(feature = "user")]
+mod user;
+
+pub use counter::{Counter, Counters};
+pub use flow::{Flow, FlowHalf, FlowKey, FlowState};
+pub use judge::{Action, Verdict};
+pub use policy::{Level, Policy};

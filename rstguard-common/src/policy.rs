@@ -1,0 +1,106 @@
+//! The live policy, held in a single-entry array map that user space writes
+//! and the programs read on every RST.
+
+use crate::judge::Action;
+
+/// How hard rstguard judges. Stored as a raw byte in [`Policy::level`].
+#[repr(u8)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Level {
+    /// Drop nothing; count every verdict.
+    Monitor = 0,
+    /// Drop `out_of_window`, `bad_syn_ack` and `rate_limited`.
+    Enforce = 1,
+    /// Also drop `in_window`.
+    Strict = 2,
+}
+
+impl Level {
+    pub const ALL: [Level; 3] = [Level::Monitor, Level::Enforce, Level::Strict];
+
+    /// From the raw byte; unknown values read as `Monitor` (fail open).
+    #[inline(always)]
+    pub const fn from_raw(v: u8) -> Level {
+        match v {
+            1 => Level::Enforce,
+            2 => Level::Strict,
+            _ => Level::Monitor,
+        }
+    }
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Level::Monitor => "monitor",
+            Level::Enforce => "enforce",
+            Level::Strict => "strict",
+        }
+    }
+}
+
+/// Largest per-flow budget: keeps the bucket's arithmetic within 64 bits.
+pub const MAX_INEXACT_PER_SEC: u32 = 1_000_000;
+
+/// Default per-flow budget of inexact RSTs let through per second.
+pub const DEFAULT_INEXACT_PER_SEC: u32 = 10;
+
+/// The live policy. An all-zero value (a map entry nobody wrote) means
+/// monitor, pass no_flow and time_wait, no pickup: it drops nothing.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// [`Level`] as a raw byte.
+    pub level: u8,
+    /// [`Action`] for RSTs of flows not in the table.
+    pub no_flow: u8,
+    /// [`Action`] for RSTs of flows in TIME_WAIT (drop = RFC 1337).
+    pub time_wait: u8,
+    /// Non-zero: create flows from mid-stream segments, not only from SYNs.
+    pub pickup: u8,
+    /// Burst of the per-flow inexact-RST budget (0: none pass).
+    pub inexact_burst: u32,
+    /// Interval between inexact RSTs at the budget's sustained rate, in ns.
+    pub inexact_interval_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<Policy>() == 16);
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            level: Level::Monitor as u8,
+            no_flow: Action::Pass as u8,
+            time_wait: Action::Pass as u8,
+            pickup: 1,
+            inexact_burst: DEFAULT_INEXACT_PER_SEC,
+            inexact_interval_ns: 1_000_000_000 / DEFAULT_INEXACT_PER_SEC as u64,
+        }
+    }
+}
+
+impl Policy {
+    #[inline(always)]
+    pub const fn level(&self) -> Level {
+        Level::from_raw(self.level)
+    }
+
+    /// Sets the per-flow budget to `per_sec` inexact RSTs a second (burst of
+    /// the same size); 0 lets none through. Capped at [`MAX_INEXACT_PER_SEC`].
+    pub fn set_inexact_per_sec(&mut self, per_sec: u32) {
+        let per_sec = if per_sec > MAX_INEXACT_PER_SEC {
+            MAX_INEXACT_PER_SEC
+        } else {
+            per_sec
+        };
+        self.inexact_burst = per_sec;
+        self.inexact_interval_ns = if per_sec == 0 {
+            0
+        } else {
+            1_000_000_000 / per_sec as u64
+        };
+    }
+
+    /// The budget's rate in RSTs per second.
+    pub const fn inexact_per_sec(&self) -> u32 {
+        self.inexact_burst
+    }
+}

@@ -1,0 +1,299 @@
+//! Packet parsing: Ethernet (802.1Q/802.1ad tags), IPv4 (IHL, fragments),
+//! IPv6 (extension headers) and TCP (data offset, options), through one
+//! bounds-checked accessor. Every read goes through [`Cursor::read`], which
+//! checks the access against the end of the packet; `unsafe` is only at the
+//! dereference there.
+
+use core::mem::size_of;
+
+use rstguard_common::{
+    flow::{v4_mapped, WSCALE_NONE},
+    tcp::{parse_options, Segment, MAX_OPTION_BYTES, OPTION_BUF},
+    Counter, FlowKey,
+};
+
+/// VLAN tags followed (802.1ad outer + 802.1Q inner).
+const MAX_VLAN_TAGS: usize = 2;
+/// IPv6 extension headers followed before giving up.
+pub const MAX_IPV6_EXT: usize = 6;
+
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+
+/// NOP, NOP, timestamp kind, timestamp length.
+const TS_ONLY_PREFIX: u32 = 0x0101_080a;
+
+const IPPROTO_TCP: u8 = 6;
+const IPPROTO_HOPOPTS: u8 = 0;
+const IPPROTO_ROUTING: u8 = 43;
+const IPPROTO_FRAGMENT: u8 = 44;
+const IPPROTO_AH: u8 = 51;
+const IPPROTO_DSTOPTS: u8 = 60;
+const IPPROTO_MH: u8 = 135;
+
+/// A TCP segment with its flow.
+pub struct Packet {
+    /// The canonical flow key.
+    pub key: FlowKey,
+    /// The sender is the key's `lo` endpoint.
+    pub sender_is_lo: bool,
+    pub seg: Segment,
+    /// A TCP option had a bad length; options past it were ignored.
+    pub bad_options: bool,
+    /// Length of the TCP options still to parse (0: none, or none needed).
+    pub opt_len: u8,
+    /// Offset of the TCP options in the frame.
+    pub opt_off: u32,
+}
+
+impl Packet {
+    /// The sender's address.
+    #[inline(always)]
+    pub fn src(&self) -> &[u8; 16] {
+        if self.sender_is_lo {
+            &self.key.lo_addr
+        } else {
+            &self.key.hi_addr
+        }
+    }
+}
+
+/// Why a frame is not a TCP segment we judge or learn from. `Count` names
+/// the counter to bump (a parse error, or a non-first fragment).
+pub enum Skip {
+    /// Not TCP over IP: not our business.
+    NotTcp,
+    Count(Counter),
+}
+
+/// Bounds-checked reads from `[start, end)`.
+#[derive(Clone, Copy)]
+pub struct Cursor {
+    start: usize,
+    end: usize,
+}
+
+impl Cursor {
+    #[inline(always)]
+    pub fn new(start: usize, end: usize) -> Self {
+        Cursor { start, end }
+    }
+
+    /// Reads a `T` at byte offset `off`, or `None` past the end.
+    #[inline(always)]
+    fn read<T: Copy>(&self, off: usize) -> Option<T> {
+        let p = self.start + off;
+        if p + size_of::<T>() > self.end {
+            return None;
+        }
+        // SAFETY: [p, p + size_of::<T>()) lies inside the packet, as just
+        // checked; packet memory may be unaligned, hence read_unaligned.
+        Some(unsafe { (p as *const T).read_unaligned() })
+    }
+
+    #[inline(always)]
+    fn be16_at(&self, off: usize) -> Option<u16> {
+        self.read::<[u8; 2]>(off).map(u16::from_be_bytes)
+    }
+
+    #[inline(always)]
+    fn be32_at(&self, off: usize) -> Option<u32> {
+        self.read::<[u8; 4]>(off).map(u32::from_be_bytes)
+    }
+}
+
+/// Parses a frame. `frame_len` is the full length of the packet (which may
+/// exceed the readable part at TC); it stands in for an IP length field of 0
+/// (TSO and BIG TCP super-packets).
+#[inline(always)]
+pub fn parse(c: Cursor, frame_len: usize, out: &mut Packet) -> Result<(), Skip> {
+    let count = Skip::Count;
+    let mut proto = c.be16_at(12).ok_or(count(Counter::TruncatedEthernet))?;
+    let mut off = 14usize;
+    for _ in 0..MAX_VLAN_TAGS {
+        if proto != ETH_P_8021Q && proto != ETH_P_8021AD {
+            break;
+        }
+        proto = c.be16_at(off + 2).ok_or(count(Counter::BadVlan))?;
+        off += 4;
+    }
+    match proto {
+        ETH_P_IP => parse_ipv4(c, off, frame_len, out),
+        ETH_P_IPV6 => parse_ipv6(c, off, frame_len, out),
+        ETH_P_8021Q | ETH_P_8021AD => Err(count(Counter::BadVlan)),
+        _ => Err(Skip::NotTcp),
+    }
+}
+
+#[inline(always)]
+fn parse_ipv4(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Result<(), Skip> {
+    let count = Skip::Count;
+    let hdr: [u8; 20] = c.read(off).ok_or(count(Counter::TruncatedIpv4))?;
+    let ihl = (hdr[0] & 0x0f) as usize * 4;
+    if ihl < 20 {
+        return Err(count(Counter::BadIpv4Ihl));
+    }
+    if hdr[9] != IPPROTO_TCP {
+        return Err(Skip::NotTcp);
+    }
+    let frag = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff;
+    if frag != 0 {
+        return Err(count(Counter::NonFirstFragment));
+    }
+    let tot_len = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
+    let ip_len = if tot_len == 0 {
+        frame_len.saturating_sub(off)
+    } else {
+        tot_len
+    };
+    let tcp_off = off + ihl;
+    if ip_len < ihl {
+        return Err(count(Counter::BadIpLength));
+    }
+    let src = v4_mapped([hdr[12], hdr[13], hdr[14], hdr[15]]);
+    let dst = v4_mapped([hdr[16], hdr[17], hdr[18], hdr[19]]);
+    parse_tcp(c, tcp_off, ip_len - ihl, src, dst, hdr[8], out)
+}
+
+#[inline(always)]
+fn parse_ipv6(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Result<(), Skip> {
+    let count = Skip::Count;
+    let hdr: [u8; 8] = c.read(off).ok_or(count(Counter::TruncatedIpv6))?;
+    let src: [u8; 16] = c.read(off + 8).ok_or(count(Counter::TruncatedIpv6))?;
+    let dst: [u8; 16] = c.read(off + 24).ok_or(count(Counter::TruncatedIpv6))?;
+    let payload_len = u16::from_be_bytes([hdr[4], hdr[5]]) as usize;
+    let mut next = hdr[6];
+    let hop_limit = hdr[7];
+
+    let mut ext_len = 0usize;
+    for _ in 0..MAX_IPV6_EXT {
+        if !is_ipv6_ext(next) {
+            break;
+        }
+        // Every extension header starts with (next header, length); the
+        // fragment header's second byte is reserved and its size fixed.
+        let eh: [u8; 4] = c
+            .read(off + 40 + ext_len)
+            .ok_or(count(Counter::TruncatedIpv6))?;
+        let size = match next {
+            IPPROTO_FRAGMENT => {
+                if u16::from_be_bytes([eh[2], eh[3]]) & 0xfff8 != 0 {
+                    return Err(count(Counter::NonFirstFragment));
+                }
+                8
+            }
+            IPPROTO_AH => (eh[1] as usize + 2) * 4,
+            _ => (eh[1] as usize + 1) * 8,
+        };
+        next = eh[0];
+        ext_len += size;
+    }
+    if next != IPPROTO_TCP {
+        return Err(if is_ipv6_ext(next) {
+            count(Counter::Ipv6ExtTooLong)
+        } else {
+            Skip::NotTcp
+        });
+    }
+    // A payload length of 0 (jumbogram, BIG TCP): what the frame holds.
+    let ip_len = if payload_len != 0 {
+        payload_len
+    } else {
+        frame_len.saturating_sub(off + 40)
+    };
+    if ip_len < ext_len {
+        return Err(count(Counter::BadIpLength));
+    }
+    parse_tcp(
+        c,
+        off + 40 + ext_len,
+        ip_len - ext_len,
+        src,
+        dst,
+        hop_limit,
+        out,
+    )
+}
+
+#[inline(always)]
+fn is_ipv6_ext(next: u8) -> bool {
+    matches!(
+        next,
+        IPPROTO_HOPOPTS
+            | IPPROTO_ROUTING
+            | IPPROTO_DSTOPTS
+            | IPPROTO_MH
+            | IPPROTO_AH
+            | IPPROTO_FRAGMENT
+    )
+}
+
+/// Parses the TCP header at `off`; `l4_len` is the length the IP header
+/// gives for the TCP header and payload.
+#[inline(always)]
+fn parse_tcp(
+    c: Cursor,
+    off: usize,
+    l4_len: usize,
+    src: [u8; 16],
+    dst: [u8; 16],
+    ttl: u8,
+    out: &mut Packet,
+) -> Result<(), Skip> {
+    let count = Skip::Count;
+    let th: [u8; 20] = c.read(off).ok_or(count(Counter::TruncatedTcp))?;
+    let doff = (th[12] >> 4) as usize * 4;
+    if doff < 20 {
+        return Err(count(Counter::BadTcpDoff));
+    }
+    if l4_len < doff {
+        return Err(count(Counter::BadIpLength));
+    }
+    let seg = &mut out.seg;
+    *seg = Segment {
+        seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
+        ack: u32::from_be_bytes([th[8], th[9], th[10], th[11]]),
+        payload_len: (l4_len - doff) as u32,
+        sack_right: 0,
+        win: u16::from_be_bytes([th[14], th[15]]),
+        flags: th[13],
+        wscale: WSCALE_NONE,
+        ttl,
+        has_sack: false,
+    };
+    // Options are parsed later, from a copy (see `rstguard_common::tcp::
+    // parse_options`): here only note where they are. The usual
+    // NOP, NOP, timestamp layout of established segments holds nothing
+    // rstguard needs, so it is skipped without a copy.
+    out.bad_options = false;
+    out.opt_off = (off + 20) as u32;
+    out.opt_len = (doff - 20) as u8;
+    if doff == 32 && c.be32_at(off + 20) == Some(TS_ONLY_PREFIX) {
+        out.opt_len = 0;
+    }
+    let sport = u16::from_be_bytes([th[0], th[1]]);
+    let dport = u16::from_be_bytes([th[2], th[3]]);
+    out.sender_is_lo = FlowKey::fill(&mut out.key, src, sport, dst, dport);
+    Ok(())
+}
+
+/// Copies the segment's options (when the parser noted any worth reading)
+/// with `copy(offset, buffer, length)`, the hook's load-bytes helper, and
+/// reads them into `pkt.seg`.
+#[inline(always)]
+pub fn read_options(
+    pkt: &mut Packet,
+    buf: &mut [u8; OPTION_BUF],
+    copy: impl FnOnce(u32, &mut [u8; OPTION_BUF], u32) -> bool,
+) {
+    let len = pkt.opt_len as usize;
+    if len == 0 {
+        return;
+    }
+    // The parser never notes more than 40 bytes; the check is for the
+    // verifier, which needs the copy's length bounded by the buffer.
+    let copied = len <= MAX_OPTION_BYTES && copy(pkt.opt_off, buf, len as u32);
+    pkt.bad_options = !copied || !parse_options(buf, len, &mut pkt.seg);
+}

@@ -1,0 +1,70 @@
+//! Egress: learn from the host's own segments; a RST the host sends closes
+//! its flow. Never drops anything.
+
+use aya_ebpf::{helpers::generated::bpf_skb_load_bytes, programs::TcContext};
+use rstguard_common::{tcp::RST, Counter};
+
+use crate::{
+    flows,
+    maps::{bump, counters, scratch, Scratch},
+    parse::{parse, read_options, Cursor, Skip},
+};
+
+/// `TC_ACT_UNSPEC` under clsact, `TCX_NEXT` under TCX: let the next program
+/// (or the default action) decide. An observer must not end the chain.
+pub const TC_NEXT: i32 = -1;
+
+/// Headers rstguard reads: Ethernet, two VLAN tags, IPv6 with some
+/// extension headers, and TCP with options.
+const HEADROOM: u32 = 160;
+
+#[inline(always)]
+pub fn run(ctx: &TcContext) -> i32 {
+    // SAFETY: the context pointer the kernel passed to this program.
+    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let Some(c) = counters(ifindex) else {
+        return TC_NEXT;
+    };
+    bump(c, Counter::TcPackets);
+    let len = ctx.len();
+    // Headers of a non-linear skb may lie outside the directly readable
+    // part: pull them in first.
+    let want = if len < HEADROOM { len } else { HEADROOM };
+    if ((ctx.data_end() - ctx.data()) as u32) < want {
+        let _ = ctx.pull_data(want);
+    }
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let Some(scratch) = scratch() else {
+        return TC_NEXT;
+    };
+    let Scratch { pkt, flow, opts } = scratch;
+    let parsed = parse(Cursor::new(start, end), len as usize, pkt);
+    // From here on, read the parsed packet back from the scratch map: the
+    // verifier treats map memory as unknown values, so the many paths
+    // through the parser merge here instead of each walking the rest.
+    let pkt = core::hint::black_box(pkt);
+    match parsed {
+        Ok(()) => {}
+        Err(Skip::NotTcp) => return TC_NEXT,
+        Err(Skip::Count(counter)) => {
+            bump(c, counter);
+            return TC_NEXT;
+        }
+    }
+    read_options(pkt, opts, |off, buf, len| {
+        // SAFETY: buf holds OPTION_BUF >= len bytes; the helper checks the
+        // offset against the skb.
+        unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), off, buf.as_mut_ptr().cast(), len) == 0 }
+    });
+    bump(c, Counter::TcTcp);
+    if pkt.bad_options {
+        bump(c, Counter::BadTcpOptions);
+    }
+    if pkt.seg.has(RST) {
+        bump(c, Counter::TcRst);
+        flows::own_rst(pkt);
+    } else {
+        flows::learn(pkt, flow, c);
+    }
+    TC_NEXT
+}

@@ -1,0 +1,60 @@
+//! Ingress: learn from the peer's segments, judge every RST.
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    helpers::generated::bpf_xdp_load_bytes,
+    programs::XdpContext,
+};
+use rstguard_common::{judge::Action, tcp::RST, Counter};
+
+use crate::{
+    flows,
+    maps::{bump, counters, scratch, Scratch},
+    parse::{parse, read_options, Cursor, Skip},
+};
+
+/// Everything we are not interested in, and everything we cannot parse,
+/// passes (fail open); parse failures are counted by kind.
+#[inline(always)]
+pub fn run(ctx: &XdpContext) -> u32 {
+    let Some(c) = counters(ctx.ingress_ifindex() as u32) else {
+        return XDP_PASS;
+    };
+    bump(c, Counter::XdpPackets);
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let Some(scratch) = scratch() else {
+        return XDP_PASS;
+    };
+    let Scratch { pkt, flow, opts } = scratch;
+    let parsed = parse(Cursor::new(start, end), end - start, pkt);
+    // From here on, read the parsed packet back from the scratch map: the
+    // verifier treats map memory as unknown values, so the many paths
+    // through the parser merge here instead of each walking the rest.
+    let pkt = core::hint::black_box(pkt);
+    match parsed {
+        Ok(()) => {}
+        Err(Skip::NotTcp) => return XDP_PASS,
+        Err(Skip::Count(counter)) => {
+            bump(c, counter);
+            return XDP_PASS;
+        }
+    }
+    read_options(pkt, opts, |off, buf, len| {
+        // SAFETY: buf holds OPTION_BUF >= len bytes; the helper checks the
+        // offset against the frame.
+        unsafe { bpf_xdp_load_bytes(ctx.ctx, off, buf.as_mut_ptr().cast(), len) == 0 }
+    });
+    bump(c, Counter::XdpTcp);
+    if pkt.bad_options {
+        bump(c, Counter::BadTcpOptions);
+    }
+    if pkt.seg.has(RST) {
+        bump(c, Counter::XdpRst);
+        return match flows::judge_rst(pkt, c) {
+            Action::Pass => XDP_PASS,
+            Action::Drop => XDP_DROP,
+        };
+    }
+    flows::learn(pkt, flow, c);
+    XDP_PASS
+}

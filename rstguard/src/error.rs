@@ -1,0 +1,110 @@
+//! Errors of the library modules. Each says what went wrong and, where the
+//! operator can do something, what to do.
+
+use std::io;
+
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error(
+        "this rstguard binary was built without its eBPF object (AYA_BUILD_SKIP was set): \
+         rebuild with `cargo xtask build`"
+    )]
+    NoObject,
+
+    #[error("--flows must be at least 1")]
+    BadFlows,
+
+    #[error("loading the eBPF object failed: {0}")]
+    Load(#[source] Box<aya::EbpfError>),
+
+    #[error("the eBPF object has no program '{0}': is this binary's object from another version?")]
+    MissingProgram(&'static str),
+
+    #[error("the eBPF object has no map '{0}': is this binary's object from another version?")]
+    MissingMap(&'static str),
+
+    #[error("program {name}: {source}")]
+    Program {
+        name: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+
+    #[error("map {name}: {source}")]
+    Map {
+        name: &'static str,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+
+    #[error("cannot count the possible CPUs: {0}")]
+    Cpus(#[source] io::Error),
+
+    #[error("no interface named '{0}' (list them with `ip link`)")]
+    NoSuchInterface(String),
+
+    #[error("interface '{0}' is listed twice")]
+    DuplicateInterface(String),
+
+    #[error(
+        "interface {iface} already has an XDP program attached; rstguard will not replace it. \
+         Detach it first (`ip link set dev {iface} xdp off`, or `xdp-loader unload {iface} --all`)"
+    )]
+    XdpBusy { iface: String },
+
+    #[error(
+        "interface {iface} does not support XDP in {mode} mode ({source}); \
+         try `--mode skb`, which works on every interface"
+    )]
+    XdpModeUnsupported {
+        iface: String,
+        mode: &'static str,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+
+    #[error("attaching XDP to {iface} failed: {source}")]
+    XdpAttach {
+        iface: String,
+        #[source]
+        source: Box<aya::programs::ProgramError>,
+    },
+
+    #[error("attaching the egress classifier to {iface} failed: {source}")]
+    TcAttach {
+        iface: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    #[error(
+        "{what} needs {caps}, which this process lacks: run it as root \
+         (`sudo rstguard ...`) or grant them (`setcap {caps_setcap}+ep $(which rstguard)`)"
+    )]
+    Privileges {
+        what: &'static str,
+        caps: String,
+        caps_setcap: String,
+    },
+
+    #[error("bad prefix '{text}': {reason}")]
+    BadPrefix { text: String, reason: String },
+}
+
+impl Error {
+    pub fn program(name: &'static str, e: aya::programs::ProgramError) -> Error {
+        Error::Program {
+            name,
+            source: Box::new(e),
+        }
+    }
+
+    pub fn map(name: &'static str, e: aya::maps::MapError) -> Error {
+        Error::Map {
+            name,
+            source: Box::new(e),
+        }
+    }
+}

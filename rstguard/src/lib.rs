@@ -1,0 +1,15 @@
+//! rstguard's user space: loading and attaching the eBPF programs, reading
+//! their counters, and the daemon and CLI built on that.
+
+pub mod attach;
+pub mod cli;
+pub mod commands;
+pub mod counters;
+pub mod ebpf;
+pub mod error;
+pub mod iface;
+pub mod policy;
+pub mod privileges;
+pub mod trust;
+
+pub use error::Error;
