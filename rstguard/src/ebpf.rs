@@ -1,14 +1,16 @@
 //! The embedded eBPF object: loading it, and typed access to its maps.
 
 use aya::{
-    maps::{lpm_trie::Key, Array, LpmTrie, MapData, PerCpuHashMap, PerCpuValues},
+    maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, MapData, MapError, PerCpuHashMap, PerCpuValues,
+    },
     programs::{SchedClassifier, Xdp},
     util::nr_cpus,
     Ebpf, EbpfLoader,
 };
 use rstguard_common::{
     maps::{self, TrustKey},
-    Counters, Policy,
+    Counters, Flow, FlowKey, Policy,
 };
 
 use crate::{error::Error, trust::Prefix};
@@ -105,8 +107,18 @@ impl Loaded {
         let map: PerCpuHashMap<&MapData, u32, Counters> = map_ref(&self.ebpf, maps::COUNTERS)?;
         match map.get(&ifindex, 0) {
             Ok(per_cpu) => Ok(sum(per_cpu.iter())),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(Counters::default()),
+            Err(MapError::KeyNotFound) => Ok(Counters::default()),
             Err(e) => Err(Error::map(maps::COUNTERS, e)),
+        }
+    }
+
+    /// One tracked flow.
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<Flow>, Error> {
+        let map: HashMap<&MapData, FlowKey, Flow> = map_ref(&self.ebpf, maps::FLOWS)?;
+        match map.get(key, 0) {
+            Ok(flow) => Ok(Some(flow)),
+            Err(MapError::KeyNotFound) => Ok(None),
+            Err(e) => Err(Error::map(maps::FLOWS, e)),
         }
     }
 }
