@@ -11,6 +11,9 @@
 //! and host tests, property tests and fuzzers call the very same code.
 #![no_std]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod counter;
 pub mod flow;
 pub mod judge;

@@ -161,7 +161,7 @@ mod tests {
 
     #[test]
     fn sack_keeps_the_highest_right_edge() {
-        let mut opts = vec![1, 1, 5, 26];
+        let mut opts = std::vec![1, 1, 5, 26];
         for (l, r) in [(100u32, 200u32), (300, 400), (250, 260)] {
             opts.extend_from_slice(&l.to_be_bytes());
             opts.extend_from_slice(&r.to_be_bytes());
