@@ -1,1 +1,57 @@
-fn main() {}
+//! `cargo xtask`: rstguard's orchestration. Setup installs what is missing,
+//! run builds and starts the daemon as root, test runs every test layer,
+//! lint runs rustfmt and both clippy passes.
+
+mod cmd;
+mod lint;
+mod run;
+mod setup;
+mod test;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Build, run and test rstguard")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check for and install what building and testing need: rust-src for
+    /// the nightly toolchain, bpf-linker built against nightly's LLVM, and
+    /// the system tools the tests use. Quick when everything is there.
+    Setup(setup::Args),
+    /// Build rstguard (and its eBPF object) in release mode.
+    Build,
+    /// Set up, build in release, and run `rstguard ARGS` as root (through
+    /// `sudo -E` when not root). Without ARGS: `rstguard attach <interface
+    /// of the default route> --policy monitor`, which drops nothing.
+    Run(run::Args),
+    /// Set up, then run every test layer: host, packet (root) and network
+    /// (root).
+    Test(test::Args),
+    /// rustfmt check, clippy on user space, clippy on the eBPF crate.
+    Lint,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Setup(args) => setup::run(&args),
+        Command::Build => run::build(),
+        Command::Run(args) => run::run(args),
+        Command::Test(args) => test::run(&args),
+        Command::Lint => lint::run(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

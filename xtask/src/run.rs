@@ -1,0 +1,74 @@
+//! `cargo xtask build` and `cargo xtask run`.
+
+use std::{fs, os::unix::process::CommandExt, process::Command};
+
+use anyhow::{bail, Context as _};
+
+use crate::{
+    cmd::{self, is_root, root},
+    setup,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Arguments for rstguard (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+pub fn build() -> anyhow::Result<()> {
+    cmd::run(cmd::cargo().args(["build", "--release", "-p", "rstguard"]))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    setup::run(&setup::Args { check: false })?;
+    build()?;
+    let argv = if args.args.is_empty() {
+        let iface = default_route_interface()?;
+        eprintln!("run: no arguments: attaching to {iface}, the default route's interface, in monitor mode (drops nothing)");
+        vec![
+            "attach".to_string(),
+            iface,
+            "--policy".into(),
+            "monitor".into(),
+        ]
+    } else {
+        args.args
+    };
+    let bin = root().join("target/release/rstguard");
+    let mut cmd = if is_root() {
+        Command::new(&bin)
+    } else {
+        eprintln!("run: not root: running through sudo -E");
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(&bin);
+        c
+    };
+    cmd.args(&argv);
+    eprintln!("+ {}", cmd::show(&cmd));
+    // Replace this process: signals (Ctrl-C, SIGTERM) then reach rstguard
+    // directly, which detaches on them.
+    let err = cmd.exec();
+    Err(err).with_context(|| format!("could not start {}", bin.display()))
+}
+
+/// The interface of the IPv4 default route, else of the IPv6 one.
+fn default_route_interface() -> anyhow::Result<String> {
+    if let Ok(route) = fs::read_to_string("/proc/net/route") {
+        for line in route.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" {
+                return Ok(f[0].to_string());
+            }
+        }
+    }
+    if let Ok(route) = fs::read_to_string("/proc/net/ipv6_route") {
+        for line in route.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() == 10 && f[0].chars().all(|c| c == '0') && f[1] == "00" && f[9] != "lo" {
+                return Ok(f[9].to_string());
+            }
+        }
+    }
+    bail!("no default route here: name an interface, e.g. `cargo xtask run -- attach eth0 --policy monitor`")
+}
