@@ -217,7 +217,7 @@ mod tests {
         for v in Verdict::ALL {
             for a in [Action::Pass, Action::Drop] {
                 let s = rst_slot(v, a);
-                assert!(s >= FIXED_COUNTERS && s < COUNTER_SLOTS);
+                assert!((FIXED_COUNTERS..COUNTER_SLOTS).contains(&s));
                 assert!(!seen[s]);
                 seen[s] = true;
             }

@@ -1,5 +1,9 @@
 //! What both hooks do with a parsed TCP segment: learn from it, or (at XDP
 //! only) judge it when it is a RST.
+#![expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing keys and flows by value would copy them onto the 512-byte BPF stack"
+)]
 
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use rstguard_common::{

@@ -48,7 +48,8 @@ pub struct AttachArgs {
     pub trust: Vec<Prefix>,
 
     /// Flow table capacity (LRU: the least recently seen flow makes room).
-    #[arg(long, default_value_t = DEFAULT_FLOWS, value_name = "N")]
+    #[arg(long, default_value_t = DEFAULT_FLOWS, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..))]
     pub flows: u32,
 
     /// Seconds between counter summaries; 0 prints only the final one.
@@ -71,11 +72,11 @@ pub struct PolicyArgs {
     pub level: LevelArg,
 
     /// What to do with RSTs of flows rstguard does not track.
-    #[arg(long, value_enum, default_value_t = ActionArg::Pass)]
+    #[arg(long, value_enum, default_value_t = ActionArg::Pass, value_name = "ACTION")]
     pub no_flow: ActionArg,
 
     /// What to do with RSTs of flows in TIME_WAIT (drop = RFC 1337).
-    #[arg(long, value_enum, default_value_t = ActionArg::Pass)]
+    #[arg(long, value_enum, default_value_t = ActionArg::Pass, value_name = "ACTION")]
     pub time_wait: ActionArg,
 
     /// Track only flows whose SYN was seen (no mid-stream pickup). Flows

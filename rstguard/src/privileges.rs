@@ -46,11 +46,8 @@ pub fn require(what: &'static str, caps: &[Cap]) -> Result<(), Error> {
 
 fn check(what: &'static str, caps: &[Cap], eff: u64) -> Result<(), Error> {
     let has = |c: Cap| eff & (1u64 << c as u32) != 0;
-    let missing: Vec<Cap> = caps
-        .iter()
-        .copied()
-        .filter(|&c| !has(c) && !(matches!(c, Cap::Bpf | Cap::Perfmon) && has(Cap::SysAdmin)))
-        .collect();
+    let held = |c: Cap| has(c) || (matches!(c, Cap::Bpf | Cap::Perfmon) && has(Cap::SysAdmin));
+    let missing: Vec<Cap> = caps.iter().copied().filter(|&c| !held(c)).collect();
     if missing.is_empty() {
         return Ok(());
     }

@@ -258,3 +258,102 @@ impl WriteAllRef for TcpStream {
         s.write_all(buf).unwrap();
     }
 }
+
+/// Runs `rstguard ARGS` in `ns` to completion; returns (exit code, stderr).
+fn rstguard_in(ns: &Netns, pre: &[&str], args: &[&str]) -> (i32, String) {
+    let mut cmd = std::process::Command::new("ip");
+    cmd.args(["netns", "exec", &ns.name])
+        .args(pre)
+        .arg(rstguard_bin())
+        .args(args);
+    let out = cmd.output().expect("running rstguard");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The last line of stderr: the one-line error.
+fn error_line(stderr: &str) -> &str {
+    stderr.lines().last().unwrap_or("")
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_changes_nothing() {
+    let pair = Pair::new();
+    // No such interface.
+    let (code, err) = rstguard_in(&pair.server, &[], &["attach", "nosuch0"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        error_line(&err),
+        "rstguard: error: no interface named 'nosuch0' (list them with `ip link`)"
+    );
+    // Missing privileges: an unprivileged user.
+    let (code, err) = rstguard_in(
+        &pair.server,
+        &[
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+        ],
+        &["attach", "s0"],
+    );
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err);
+    assert!(line.contains("CAP_BPF") && line.contains("sudo"), "{line}");
+    // Bad flag values are refused by the parser, with the choices.
+    let (code, err) = rstguard_in(&pair.server, &[], &["attach", "s0", "--policy", "lax"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("[possible values: monitor, enforce, strict]"),
+        "{err}"
+    );
+    let link = pair.server.ip(&["-d", "link", "show", "s0"]);
+    assert!(!link.contains("xdp"), "{link}");
+}
+
+#[test]
+fn a_busy_xdp_hook_is_refused_and_nothing_stays_half_attached() {
+    let pair = Pair::new();
+    pair.server.ip(&[
+        "link",
+        "add",
+        "s1",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "c1",
+        "netns",
+        &pair.client.name,
+    ]);
+    pair.server.ip(&["link", "set", "s1", "up"]);
+    pair.client.ip(&["link", "set", "c1", "up"]);
+    // Someone else's XDP program on s1 (here: another rstguard).
+    let mut first = Daemon::start(&pair.server, &["attach", "s1", "--interval", "0"]);
+    // A second rstguard asked for s0 and s1: s0 attaches, s1 is busy.
+    let (code, err) = rstguard_in(
+        &pair.server,
+        &[],
+        &["attach", "s0", "s1", "--interval", "0"],
+    );
+    assert_eq!(code, 1, "{err}");
+    let line = error_line(&err);
+    assert!(
+        line.contains("s1 already has an XDP program attached")
+            && line.contains("will not replace it"),
+        "{line}"
+    );
+    // s0 was undone; s1 still has the first daemon's program.
+    let s0 = pair.server.ip(&["-d", "link", "show", "s0"]);
+    assert!(!s0.contains("xdp"), "s0 left half-attached: {s0}");
+    let tcx = pair
+        .server
+        .run(|| SchedClassifier::query_tcx("s0", TcAttachType::Egress).map(|(_, p)| p.len()));
+    assert_eq!(tcx.unwrap(), 0, "s0's classifier left attached");
+    let s1 = pair.server.ip(&["-d", "link", "show", "s1"]);
+    assert!(s1.contains("xdp"), "the first program was disturbed: {s1}");
+    assert_eq!(first.stop().0, 0);
+}
