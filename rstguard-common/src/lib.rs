@@ -20,6 +20,7 @@ pub mod judge;
 pub mod maps;
 pub mod policy;
 pub mod seq;
+pub mod state;
 pub mod tcp;
 pub mod track;
 
@@ -30,3 +31,4 @@ pub use counter::{Counter, Counters};
 pub use flow::{Flow, FlowHalf, FlowKey, FlowState};
 pub use judge::{Action, Verdict};
 pub use policy::{Level, Policy};
+pub use state::{DaemonState, RstEvent};

@@ -43,8 +43,7 @@ pub const MAX_INEXACT_PER_SEC: u32 = 1_000_000;
 /// Default per-flow budget of inexact RSTs let through per second.
 pub const DEFAULT_INEXACT_PER_SEC: u32 = 10;
 
-/// The live policy. An all-zero value (a map entry nobody wrote) means
-/// monitor, pass no_flow and time_wait, no pickup: it drops nothing.
+/// The live policy. An all-zero value ([`Policy::FAIL_OPEN`]) drops nothing.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Policy {
@@ -60,9 +59,15 @@ pub struct Policy {
     pub inexact_burst: u32,
     /// Interval between inexact RSTs at the budget's sustained rate, in ns.
     pub inexact_interval_ns: u64,
+    /// Send an event for one in this many suspicious RSTs (0: none).
+    pub event_sample: u32,
+    pub _pad: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Policy>() == 16);
+const _: () = assert!(core::mem::size_of::<Policy>() == 24);
+
+/// Default event sampling: one suspicious RST in this many is reported.
+pub const DEFAULT_EVENT_SAMPLE: u32 = 16;
 
 impl Default for Policy {
     fn default() -> Self {
@@ -73,11 +78,26 @@ impl Default for Policy {
             pickup: 1,
             inexact_burst: DEFAULT_INEXACT_PER_SEC,
             inexact_interval_ns: 1_000_000_000 / DEFAULT_INEXACT_PER_SEC as u64,
+            event_sample: DEFAULT_EVENT_SAMPLE,
+            _pad: 0,
         }
     }
 }
 
 impl Policy {
+    /// What applies when no policy can be read: drop nothing, create no
+    /// flows on pickup, report nothing.
+    pub const FAIL_OPEN: Policy = Policy {
+        level: Level::Monitor as u8,
+        no_flow: Action::Pass as u8,
+        time_wait: Action::Pass as u8,
+        pickup: 0,
+        inexact_burst: 0,
+        inexact_interval_ns: 0,
+        event_sample: 0,
+        _pad: 0,
+    };
+
     #[inline(always)]
     pub const fn level(&self) -> Level {
         Level::from_raw(self.level)

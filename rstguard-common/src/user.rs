@@ -2,14 +2,16 @@
 
 use core::{fmt, str::FromStr};
 
-use crate::{Action, Counters, Flow, FlowKey, Level, Policy, Verdict};
+use crate::{Action, Counters, DaemonState, Flow, FlowKey, Level, Policy, RstEvent, Verdict};
 
-// SAFETY: all four are `#[repr(C)]`, `Copy`, hold only integers and byte
+// SAFETY: all of these are `#[repr(C)]`, `Copy`, hold only integers and byte
 // arrays, and have no implicit padding (see the size assertions).
 unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for Flow {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Policy {}
+unsafe impl aya::Pod for DaemonState {}
+unsafe impl aya::Pod for RstEvent {}
 
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

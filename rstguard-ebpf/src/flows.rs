@@ -5,16 +5,17 @@
     reason = "passing keys and flows by value would copy them onto the 512-byte BPF stack"
 )]
 
-use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
+use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns};
 use rstguard_common::{
     counter::rst_slot,
-    judge::{self, Action},
+    flow::HALF_ACK,
+    judge::{self, Action, Verdict},
     tcp::{ACK, RST, SYN},
-    track, Counter, Counters, Flow, FlowState,
+    track, Counter, Counters, Flow, FlowState, Policy, RstEvent,
 };
 
 use crate::{
-    maps::{bump, bump_slot, is_trusted, policy, FLOWS},
+    maps::{bump, bump_slot, is_trusted, policy, EVENTS, FLOWS},
     parse::Packet,
 };
 
@@ -27,7 +28,7 @@ fn now() -> u64 {
 /// Learns from a non-RST segment: updates the sender's half, creates the
 /// flow on a SYN or (when the policy allows) on pickup.
 #[inline(always)]
-pub fn learn(pkt: &Packet, new_flow: &mut Flow, c: &mut Counters) {
+pub fn learn(pkt: &Packet, new_flow: &mut Flow, ifindex: u32, c: &mut Counters) {
     let (key, sender_is_lo, seg) = (&pkt.key, pkt.sender_is_lo, &pkt.seg);
     let now = now();
     let existing = FLOWS.get_ptr_mut(key);
@@ -48,7 +49,7 @@ pub fn learn(pkt: &Packet, new_flow: &mut Flow, c: &mut Counters) {
     let flow = new_flow;
     if seg.has(SYN) && !seg.has(ACK) {
         track::init_from_syn(flow, seg, sender_is_lo, now);
-    } else if policy().pickup != 0 {
+    } else if policy(ifindex).is_some_and(|p| p.pickup != 0) {
         track::init_from_pickup(flow, seg, sender_is_lo, now);
     } else {
         return;
@@ -60,16 +61,83 @@ pub fn learn(pkt: &Packet, new_flow: &mut Flow, c: &mut Counters) {
 }
 
 /// Judges a RST that arrived at XDP ingress; counts it by verdict and
-/// action and returns the action.
+/// action, reports it when suspicious, and returns the action.
 #[inline(always)]
-pub fn judge_rst(pkt: &Packet, c: &mut Counters) -> Action {
-    let policy = policy();
+pub fn judge_rst(pkt: &Packet, ifindex: u32, c: &mut Counters) -> Action {
+    let fail_open = Policy::FAIL_OPEN;
+    let policy = policy(ifindex).unwrap_or(&fail_open);
     let trusted = is_trusted(pkt.src());
+    let flow_ptr = FLOWS.get_ptr_mut(&pkt.key);
     // SAFETY: as in `learn`.
-    let flow = FLOWS.get_ptr_mut(&pkt.key).map(|f| unsafe { &mut *f });
-    let (verdict, action) = judge::judge(flow, pkt.sender_is_lo, &pkt.seg, trusted, &policy, now());
+    let flow = flow_ptr.map(|f| unsafe { &mut *f });
+    let now = now();
+    let (verdict, action) = judge::judge(flow, pkt.sender_is_lo, &pkt.seg, trusted, policy, now);
     bump_slot(c, rst_slot(verdict, action));
+    if !matches!(verdict, Verdict::Exact | Verdict::Trusted) && sampled(policy.event_sample) {
+        // SAFETY: as in `learn`.
+        report(
+            pkt,
+            flow_ptr.map(|f| unsafe { &*f }),
+            ifindex,
+            verdict,
+            action,
+            now,
+            c,
+        );
+    }
     action
+}
+
+/// One in `every` (0: never).
+#[inline(always)]
+fn sampled(every: u32) -> bool {
+    // SAFETY: a helper with no arguments.
+    every == 1 || (every > 1 && unsafe { bpf_get_prandom_u32() } % every == 0)
+}
+
+/// Sends an event to the daemon; counts it as lost when the ring is full.
+#[inline(always)]
+fn report(
+    pkt: &Packet,
+    flow: Option<&Flow>,
+    ifindex: u32,
+    verdict: Verdict,
+    action: Action,
+    now: u64,
+    c: &mut Counters,
+) {
+    let Some(mut entry) = EVENTS.reserve::<RstEvent>(0) else {
+        bump(c, Counter::EventsLost);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    let (expected, window, has_flow) = match flow {
+        Some(f) => {
+            let (s, r) = f.halves(pkt.sender_is_lo);
+            let expected = if r.has(HALF_ACK) { r.ack } else { s.snd_nxt };
+            (expected, r.win, 1)
+        }
+        None => (0, 0, 0),
+    };
+    // SAFETY: `e` points at reserved ring-buffer memory of RstEvent's size;
+    // every field is written before the submit.
+    unsafe {
+        (*e).key = pkt.key;
+        (*e).sender_is_lo = pkt.sender_is_lo as u8;
+        (*e).verdict = verdict as u8;
+        (*e).action = action as u8;
+        (*e).ttl = pkt.seg.ttl;
+        (*e).ifindex = ifindex;
+        (*e).seq = pkt.seg.seq;
+        (*e).ack = pkt.seg.ack;
+        (*e).expected = expected;
+        (*e).window = window;
+        (*e).tcp_flags = pkt.seg.flags;
+        (*e).has_flow = has_flow;
+        (*e)._pad = [0; 2];
+        (*e).ts_ns = now;
+    }
+    entry.submit(0);
 }
 
 /// The host sent a RST (TC egress): its flow is closed. Never judged.

@@ -3,12 +3,14 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap},
+    maps::{
+        lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
+    },
 };
 use rstguard_common::{
-    maps::{TrustKey, DEFAULT_FLOWS},
+    maps::{TrustKey, DEFAULT_FLOWS, EVENTS_BYTES, POLICY_DEFAULT},
     tcp::OPTION_BUF,
-    Counter, Counters, Flow, FlowKey, Policy,
+    Counter, Counters, DaemonState, Flow, FlowKey, Policy,
 };
 
 use crate::parse::Packet;
@@ -22,9 +24,19 @@ pub static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(DEFAU
 #[map]
 pub static COUNTERS: PerCpuHashMap<u32, Counters> = PerCpuHashMap::with_max_entries(1024, 0);
 
-/// The live policy (one entry).
+/// The live policy by interface index, with a default entry.
 #[map]
-pub static POLICY: Array<Policy> = Array::with_max_entries(1, 0);
+pub static POLICY: HashMap<u32, Policy> = HashMap::with_max_entries(1024, 0);
+
+/// Sampled events about dropped and suspicious RSTs, for the daemon.
+#[map]
+pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
+
+/// The daemon's published state (`rstguard status`). The programs never
+/// touch it; it lives in the object so that it is created and pinned with
+/// the other maps.
+#[map]
+pub static STATE: Array<DaemonState> = Array::with_max_entries(1, 0);
 
 /// Trusted source prefixes.
 #[map]
@@ -88,20 +100,13 @@ pub fn bump_slot(c: &mut Counters, slot: usize) {
     }
 }
 
-/// The live policy; an unreadable map reads as the all-zero (monitor) one.
+/// The policy of interface `ifindex`, else the default one. `None` when
+/// neither exists: callers then drop nothing and create no pickup flows.
 #[inline(always)]
-pub fn policy() -> Policy {
-    match POLICY.get(0) {
-        Some(p) => *p,
-        None => Policy {
-            level: 0,
-            no_flow: 0,
-            time_wait: 0,
-            pickup: 0,
-            inexact_burst: 0,
-            inexact_interval_ns: 0,
-        },
-    }
+pub fn policy(ifindex: u32) -> Option<&'static Policy> {
+    // SAFETY: policy entries are only ever replaced whole by user space;
+    // a reader sees the old or the new value.
+    unsafe { POLICY.get(ifindex).or_else(|| POLICY.get(POLICY_DEFAULT)) }
 }
 
 #[inline(always)]

@@ -64,7 +64,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         bump(c, Counter::TcRst);
         flows::own_rst(pkt);
     } else {
-        flows::learn(pkt, flow, c);
+        flows::learn(pkt, flow, ifindex, c);
     }
     TC_NEXT
 }

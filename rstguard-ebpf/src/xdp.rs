@@ -17,7 +17,8 @@ use crate::{
 /// passes (fail open); parse failures are counted by kind.
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
-    let Some(c) = counters(ctx.ingress_ifindex() as u32) else {
+    let ifindex = ctx.ingress_ifindex() as u32;
+    let Some(c) = counters(ifindex) else {
         return XDP_PASS;
     };
     bump(c, Counter::XdpPackets);
@@ -50,11 +51,11 @@ pub fn run(ctx: &XdpContext) -> u32 {
     }
     if pkt.seg.has(RST) {
         bump(c, Counter::XdpRst);
-        return match flows::judge_rst(pkt, c) {
+        return match flows::judge_rst(pkt, ifindex, c) {
             Action::Pass => XDP_PASS,
             Action::Drop => XDP_DROP,
         };
     }
-    flows::learn(pkt, flow, c);
+    flows::learn(pkt, flow, ifindex, c);
     XDP_PASS
 }

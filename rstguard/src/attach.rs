@@ -8,17 +8,20 @@
 use std::fmt;
 
 use aya::programs::{
+    loaded_links,
     tc::{self, SchedClassifierLinkId, TcAttachOptions},
     xdp::XdpLinkId,
     LinkOrder, ProgramError, TcAttachType, XdpMode,
 };
 use aya::util::KernelVersion;
+use rstguard_common::state::{TC_HOOK_CLSACT, TC_HOOK_TCX, XDP_MODE_NATIVE, XDP_MODE_SKB};
 use tracing::{info, warn};
 
 use crate::{ebpf::Loaded, error::Error, iface::Iface};
 
 /// `--mode`: how XDP attaches, with xdp-loader's names.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ModeArg {
     /// Native (driver) mode where the driver supports it, else skb.
     #[default]
@@ -35,6 +38,40 @@ pub enum ModeArg {
 pub enum XdpModeInForce {
     Native,
     Skb,
+}
+
+impl XdpModeInForce {
+    pub fn raw(self) -> u8 {
+        match self {
+            XdpModeInForce::Native => XDP_MODE_NATIVE,
+            XdpModeInForce::Skb => XDP_MODE_SKB,
+        }
+    }
+
+    pub fn from_raw(v: u8) -> Option<Self> {
+        match v {
+            XDP_MODE_NATIVE => Some(XdpModeInForce::Native),
+            XDP_MODE_SKB => Some(XdpModeInForce::Skb),
+            _ => None,
+        }
+    }
+}
+
+impl TcHook {
+    pub fn raw(self) -> u8 {
+        match self {
+            TcHook::Tcx => TC_HOOK_TCX,
+            TcHook::Clsact => TC_HOOK_CLSACT,
+        }
+    }
+
+    pub fn from_raw(v: u8) -> Option<Self> {
+        match v {
+            TC_HOOK_TCX => Some(TcHook::Tcx),
+            TC_HOOK_CLSACT => Some(TcHook::Clsact),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for XdpModeInForce {
@@ -69,20 +106,25 @@ pub struct Attachment {
     pub iface: Iface,
     pub xdp_mode: XdpModeInForce,
     pub tc_hook: TcHook,
+    /// Kernel ids of the links (0 when attached without one), so that
+    /// other processes can tell whether they still exist.
+    pub xdp_link_id: u32,
+    pub tc_link_id: u32,
     xdp_link: Option<XdpLinkId>,
     tc_link: Option<SchedClassifierLinkId>,
 }
 
-/// Attaches XDP and the egress classifier to every interface, in order.
-/// On any failure, detaches what it attached and returns the error.
+/// Attaches XDP and the egress classifier to every interface, in order,
+/// with the XDP mode `mode_for` gives each. On any failure, detaches what
+/// it attached and returns the error.
 pub fn attach_all(
     loaded: &mut Loaded,
     ifaces: &[Iface],
-    mode: ModeArg,
+    mode_for: impl Fn(&str) -> ModeArg,
 ) -> Result<Vec<Attachment>, Error> {
     let mut done = Vec::with_capacity(ifaces.len());
     for iface in ifaces {
-        match attach_one(loaded, iface, mode) {
+        match attach_one(loaded, iface, mode_for(&iface.name)) {
             Ok(a) => done.push(a),
             Err(e) => {
                 detach_all(loaded, done);
@@ -94,25 +136,32 @@ pub fn attach_all(
 }
 
 fn attach_one(loaded: &mut Loaded, iface: &Iface, mode: ModeArg) -> Result<Attachment, Error> {
+    let xdp_prog = loaded.xdp()?.info().ok().map(|i| i.id());
+    let before = link_ids(xdp_prog);
     let (xdp_link, xdp_mode) = attach_xdp(loaded, iface, mode)?;
     let mut attachment = Attachment {
         iface: iface.clone(),
         xdp_mode,
         tc_hook: TcHook::Tcx,
+        xdp_link_id: new_link(&before, xdp_prog),
+        tc_link_id: 0,
         xdp_link: Some(xdp_link),
         tc_link: None,
     };
+    let tc_prog = loaded.tc()?.info().ok().map(|i| i.id());
+    let before = link_ids(tc_prog);
     match attach_tc(loaded, iface) {
         Ok((link, hook)) => {
             attachment.tc_link = Some(link);
             attachment.tc_hook = hook;
+            attachment.tc_link_id = new_link(&before, tc_prog);
         }
         Err(e) => {
             detach_one(loaded, attachment);
             return Err(e);
         }
     }
-    if let Err(e) = loaded.init_counters(iface.index) {
+    if let Err(e) = loaded.maps.init_counters(iface.index) {
         detach_one(loaded, attachment);
         return Err(e);
     }
@@ -123,6 +172,32 @@ fn attach_one(loaded: &mut Loaded, iface: &Iface, mode: ModeArg) -> Result<Attac
         "attached"
     );
     Ok(attachment)
+}
+
+/// Ids of the kernel's links to program `prog`.
+fn link_ids(prog: Option<u32>) -> Vec<u32> {
+    let Some(prog) = prog else {
+        return Vec::new();
+    };
+    loaded_links()
+        .filter_map(Result::ok)
+        .filter(|l| l.program_id() == prog)
+        .map(|l| l.id())
+        .collect()
+}
+
+/// The link to `prog` that is not in `before` (0 when there is none: an
+/// attachment through netlink, on old kernels).
+fn new_link(before: &[u32], prog: Option<u32>) -> u32 {
+    link_ids(prog)
+        .into_iter()
+        .find(|id| !before.contains(id))
+        .unwrap_or(0)
+}
+
+/// Whether a link with this id still exists.
+pub fn link_exists(id: u32) -> bool {
+    id != 0 && loaded_links().filter_map(Result::ok).any(|l| l.id() == id)
 }
 
 fn errno(e: &ProgramError) -> Option<i32> {

@@ -1,9 +1,12 @@
 //! The command line. Doc comments are the help text.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use rstguard_common::{maps::DEFAULT_FLOWS, policy::DEFAULT_INEXACT_PER_SEC, Action, Level};
+use std::path::PathBuf;
 
-use crate::{attach::ModeArg, trust::Prefix};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use rstguard_common::{Action, Level};
+use serde::Deserialize;
+
+use crate::{attach::ModeArg, paths::DEFAULT_PIN_ROOT, trust::Prefix};
 
 /// Drops spoofed TCP RSTs before the stack sees them.
 ///
@@ -11,33 +14,144 @@ use crate::{attach::ModeArg, trust::Prefix};
 /// to each interface. Together they learn every TCP flow's sequence state
 /// and judge each incoming RST the way RFC 5961 would: RSTs that no real
 /// peer could have sent are dropped (or, in monitor mode, only counted).
+///
+/// `rstguard attach` runs the daemon; the other commands work from its
+/// pinned maps, from a second terminal, while it runs (and after a crash).
 #[derive(Debug, Parser)]
 #[command(name = "rstguard", version, propagate_version = true)]
 pub struct Cli {
+    /// Where the daemon pins its maps (a directory on a BPF filesystem).
+    #[arg(long, global = true, env = "RSTGUARD_PIN_DIR", default_value = DEFAULT_PIN_ROOT,
+          value_name = "DIR")]
+    pub pin_dir: PathBuf,
+
     #[command(subcommand)]
     pub command: Commands,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Commands {
-    /// Load the programs, attach them to interfaces, and report counters
-    /// until SIGINT or SIGTERM, which detach everything.
+    /// Run the daemon: load the programs, attach them to interfaces, pin
+    /// the maps, serve metrics, and detach everything on SIGINT or SIGTERM.
+    /// SIGHUP re-reads the config file and applies its policy live.
     ///
     /// Example: sudo rstguard attach eth0 --policy enforce
     Attach(AttachArgs),
+    /// Show the daemon, its interfaces and hooks, the policy, the flow
+    /// table's fill and the most attacked flows and ports.
+    Status(JsonArg),
+    /// Show the counters of every interface, and rates with --watch.
+    Stats(StatsArgs),
+    /// List tracked flows with their state.
+    Flows(FlowsArgs),
+    /// Show or change the live policy (no reload, no detach).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+    /// Manage trusted source prefixes, whose RSTs always pass.
+    #[command(subcommand)]
+    Trust(TrustCmd),
+    /// Stop the daemon (detaching everything) and remove its pinned state;
+    /// after a crash, remove what it left. Nothing else is touched.
+    Detach(DetachArgs),
+    /// Check a config file without running anything.
+    CheckConfig {
+        /// The file to check.
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
-pub struct AttachArgs {
-    /// Interfaces to protect (XDP on ingress, classifier on egress).
-    #[arg(required = true, value_name = "IFACE")]
+pub struct JsonArg {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatsArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Print again every SECS seconds, with rates per second, until Ctrl-C.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub watch: Option<u64>,
+    /// Stop after this many --watch rounds (default: run until Ctrl-C).
+    #[arg(long, value_name = "N", requires = "watch")]
+    pub count: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct FlowsArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Show at most N flows.
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    pub limit: usize,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCmd {
+    /// Show the live policy.
+    Show(JsonArg),
+    /// Change the live policy of every interface: KEY=VALUE with keys
+    /// level (monitor|enforce|strict), no_flow (pass|drop), time_wait
+    /// (pass|drop), pickup (on|off), inexact_budget (N per second) and
+    /// event_sample (one event per N suspicious RSTs; 0: none).
+    ///
+    /// Example: rstguard policy set level=strict time_wait=drop
+    Set {
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TrustCmd {
+    /// Trust these prefixes (e.g. 10.0.0.0/8, 2001:db8::/32).
+    Add {
+        #[arg(required = true, value_name = "PREFIX")]
+        prefixes: Vec<Prefix>,
+    },
+    /// Stop trusting these prefixes.
+    Del {
+        #[arg(required = true, value_name = "PREFIX")]
+        prefixes: Vec<Prefix>,
+    },
+    /// List trusted prefixes.
+    List(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// Only check that nothing of rstguard's is left on these interfaces
+    /// (and remove it if a crashed daemon left some).
+    #[arg(value_name = "IFACE", conflicts_with = "all")]
     pub ifaces: Vec<String>,
+    /// Stop the daemon if it runs, and remove everything it left.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `rstguard attach`. Flags override the config file, which overrides the
+/// defaults shown here.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// Interfaces to protect (XDP on ingress, classifier on egress); may
+    /// come from the config file instead.
+    #[arg(value_name = "IFACE")]
+    pub ifaces: Vec<String>,
+
+    /// Config file (TOML). Without this flag, /etc/rstguard/rstguard.toml
+    /// is read when it exists; rstguard runs fine without one.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
 
     /// XDP attach mode: native (in the driver), skb (generic, works
     /// everywhere), or auto (native where the driver supports it, else skb
-    /// with a warning). The mode in force is printed.
-    #[arg(long, value_enum, default_value_t = ModeArg::Auto)]
-    pub mode: ModeArg,
+    /// with a warning). The mode in force is printed. [default: auto]
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
 
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -48,17 +162,31 @@ pub struct AttachArgs {
     pub trust: Vec<Prefix>,
 
     /// Flow table capacity (LRU: the least recently seen flow makes room).
-    #[arg(long, default_value_t = DEFAULT_FLOWS, value_name = "N",
-          value_parser = clap::value_parser!(u32).range(1..))]
-    pub flows: u32,
+    /// [default: 1048576]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub flows: Option<u32>,
 
     /// Seconds between counter summaries; 0 prints only the final one.
-    #[arg(long, default_value_t = 10, value_name = "SECS")]
-    pub interval: u64,
+    /// [default: 10]
+    #[arg(long, value_name = "SECS")]
+    pub interval: Option<u64>,
 
     /// Print counter summaries as JSON lines on stdout (logs stay on stderr).
     #[arg(long)]
     pub json: bool,
+
+    /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
+    /// [default: 127.0.0.1:9477]
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub metrics: Option<String>,
+
+    /// Serve no metrics.
+    #[arg(long, conflicts_with = "metrics")]
+    pub no_metrics: bool,
+
+    /// Event log lines per second at most (more are summarised). [default: 5]
+    #[arg(long, value_name = "N")]
+    pub log_events_per_sec: Option<u32>,
 }
 
 /// The policy the programs apply. It can change live, without reloading.
@@ -67,17 +195,18 @@ pub struct PolicyArgs {
     /// monitor: drop nothing, count every verdict. enforce: drop RSTs out of
     /// the receiver's window, RSTs at a SYN that do not ACK it, and inexact
     /// RSTs over the per-flow budget. strict: also drop every inexact RST
-    /// inside the window (a real peer re-sends an exact one).
-    #[arg(long = "policy", value_enum, default_value_t = LevelArg::Monitor)]
-    pub level: LevelArg,
+    /// inside the window (a real peer re-sends an exact one). [default: monitor]
+    #[arg(long = "policy", value_enum, value_name = "LEVEL")]
+    pub level: Option<LevelArg>,
 
-    /// What to do with RSTs of flows rstguard does not track.
-    #[arg(long, value_enum, default_value_t = ActionArg::Pass, value_name = "ACTION")]
-    pub no_flow: ActionArg,
+    /// What to do with RSTs of flows rstguard does not track. [default: pass]
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub no_flow: Option<ActionArg>,
 
     /// What to do with RSTs of flows in TIME_WAIT (drop = RFC 1337).
-    #[arg(long, value_enum, default_value_t = ActionArg::Pass, value_name = "ACTION")]
-    pub time_wait: ActionArg,
+    /// [default: pass]
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub time_wait: Option<ActionArg>,
 
     /// Track only flows whose SYN was seen (no mid-stream pickup). Flows
     /// that predate rstguard then count as no_flow.
@@ -85,12 +214,18 @@ pub struct PolicyArgs {
     pub no_pickup: bool,
 
     /// Inexact (in-window) RSTs one flow may let through per second, at
-    /// levels that pass them; 0 lets none through.
-    #[arg(long, default_value_t = DEFAULT_INEXACT_PER_SEC, value_name = "N")]
-    pub inexact_budget: u32,
+    /// levels that pass them; 0 lets none through. [default: 10]
+    #[arg(long, value_name = "N")]
+    pub inexact_budget: Option<u32>,
+
+    /// Report one in N suspicious RSTs as an event (logged, and counted
+    /// for the most attacked flows and ports); 0: none. [default: 16]
+    #[arg(long, value_name = "N")]
+    pub event_sample: Option<u32>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum LevelArg {
     Monitor,
     Enforce,
@@ -107,7 +242,8 @@ impl From<LevelArg> for Level {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ActionArg {
     Pass,
     Drop,

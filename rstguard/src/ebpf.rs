@@ -1,22 +1,31 @@
-//! The embedded eBPF object: loading it, and typed access to its maps.
+//! The embedded eBPF object: loading it and its two programs.
 
 use aya::{
-    maps::{
-        lpm_trie::Key, Array, HashMap, LpmTrie, MapData, MapError, PerCpuHashMap, PerCpuValues,
-    },
+    maps::{MapData, RingBuf},
     programs::{SchedClassifier, Xdp},
-    util::nr_cpus,
     Ebpf, EbpfLoader,
 };
-use rstguard_common::{
-    maps::{self, TrustKey},
-    Counters, Flow, FlowKey, Policy,
-};
+use rstguard_common::maps;
 
-use crate::{error::Error, trust::Prefix};
+use crate::{error::Error, maps::Maps};
 
 /// The object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard"));
+
+/// The oldest kernel with every helper the programs call
+/// (`bpf_xdp_load_bytes` came in 5.18).
+pub const MIN_KERNEL: (u8, u8) = (5, 18);
+
+/// Refuses kernels older than [`MIN_KERNEL`], naming both versions.
+pub fn check_kernel(current: aya::util::KernelVersion) -> Result<(), Error> {
+    let (major, minor) = MIN_KERNEL;
+    if current < aya::util::KernelVersion::new(major, minor, 0) {
+        return Err(Error::OldKernel {
+            found: format!("{current:?}"),
+        });
+    }
+    Ok(())
+}
 
 /// Options fixed at load time.
 #[derive(Clone, Debug)]
@@ -36,7 +45,10 @@ impl Default for LoadOptions {
 /// The loaded object: programs verified and loaded, maps created, nothing
 /// attached yet.
 pub struct Loaded {
-    pub ebpf: Ebpf,
+    ebpf: Ebpf,
+    pub maps: Maps,
+    /// The event ring buffer, until the daemon takes it.
+    pub events: Option<RingBuf<MapData>>,
 }
 
 impl Loaded {
@@ -48,6 +60,9 @@ impl Loaded {
         if opts.flows == 0 {
             return Err(Error::BadFlows);
         }
+        if let Ok(v) = aya::util::KernelVersion::current() {
+            check_kernel(v)?;
+        }
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::FLOWS, opts.flows)
             .load(OBJECT)
@@ -56,7 +71,16 @@ impl Loaded {
         xdp.load().map_err(|e| Error::program(maps::PROG_XDP, e))?;
         let tc: &mut SchedClassifier = program(&mut ebpf, maps::PROG_TC)?;
         tc.load().map_err(|e| Error::program(maps::PROG_TC, e))?;
-        Ok(Loaded { ebpf })
+        let events = ebpf
+            .take_map(maps::EVENTS)
+            .ok_or(Error::MissingMap(maps::EVENTS))?;
+        let events = RingBuf::try_from(events).map_err(|e| Error::map(maps::EVENTS, e))?;
+        let maps = Maps::from_ebpf(&mut ebpf)?;
+        Ok(Loaded {
+            ebpf,
+            maps,
+            events: Some(events),
+        })
     }
 
     pub fn xdp(&mut self) -> Result<&mut Xdp, Error> {
@@ -66,70 +90,6 @@ impl Loaded {
     pub fn tc(&mut self) -> Result<&mut SchedClassifier, Error> {
         program(&mut self.ebpf, maps::PROG_TC)
     }
-
-    /// Writes the live policy.
-    pub fn set_policy(&mut self, policy: &Policy) -> Result<(), Error> {
-        let mut map: Array<&mut MapData, Policy> = map_mut(&mut self.ebpf, maps::POLICY)?;
-        map.set(0, policy, 0)
-            .map_err(|e| Error::map(maps::POLICY, e))
-    }
-
-    /// Reads the live policy.
-    pub fn policy(&self) -> Result<Policy, Error> {
-        let map: Array<&MapData, Policy> = map_ref(&self.ebpf, maps::POLICY)?;
-        map.get(&0, 0).map_err(|e| Error::map(maps::POLICY, e))
-    }
-
-    /// Adds a trusted source prefix.
-    pub fn trust(&mut self, prefix: &Prefix) -> Result<(), Error> {
-        let mut map: LpmTrie<&mut MapData, TrustKey, u8> = map_mut(&mut self.ebpf, maps::TRUSTED)?;
-        map.insert(&Key::new(prefix.lpm_len(), prefix.lpm_data()), 1, 0)
-            .map_err(|e| Error::map(maps::TRUSTED, e))
-    }
-
-    /// Creates a zeroed counter entry for `ifindex`, so that every series
-    /// exists before the first packet.
-    pub fn init_counters(&mut self, ifindex: u32) -> Result<(), Error> {
-        let mut map: PerCpuHashMap<&mut MapData, u32, Counters> =
-            map_mut(&mut self.ebpf, maps::COUNTERS)?;
-        if map.get(&ifindex, 0).is_ok() {
-            return Ok(());
-        }
-        let ncpus = nr_cpus().map_err(|(_, e)| Error::Cpus(e))?;
-        let zeros = PerCpuValues::try_from(vec![Counters::default(); ncpus])
-            .map_err(|e| Error::Cpus(std::io::Error::other(e)))?;
-        map.insert(ifindex, zeros, 0)
-            .map_err(|e| Error::map(maps::COUNTERS, e))
-    }
-
-    /// The counters of `ifindex`, summed over all CPUs.
-    pub fn counters(&self, ifindex: u32) -> Result<Counters, Error> {
-        let map: PerCpuHashMap<&MapData, u32, Counters> = map_ref(&self.ebpf, maps::COUNTERS)?;
-        match map.get(&ifindex, 0) {
-            Ok(per_cpu) => Ok(sum(per_cpu.iter())),
-            Err(MapError::KeyNotFound) => Ok(Counters::default()),
-            Err(e) => Err(Error::map(maps::COUNTERS, e)),
-        }
-    }
-
-    /// One tracked flow.
-    pub fn flow(&self, key: &FlowKey) -> Result<Option<Flow>, Error> {
-        let map: HashMap<&MapData, FlowKey, Flow> = map_ref(&self.ebpf, maps::FLOWS)?;
-        match map.get(key, 0) {
-            Ok(flow) => Ok(Some(flow)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(Error::map(maps::FLOWS, e)),
-        }
-    }
-}
-
-/// Sums per-CPU copies with wrapping arithmetic.
-pub fn sum<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
-    let mut total = Counters::default();
-    for c in per_cpu {
-        total.add(c);
-    }
-    total
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, Error>
@@ -140,18 +100,22 @@ where
     prog.try_into().map_err(|e| Error::program(name, e))
 }
 
-pub(crate) fn map_mut<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<T, Error>
-where
-    T: TryFrom<&'a mut aya::maps::Map, Error = aya::maps::MapError>,
-{
-    let map = ebpf.map_mut(name).ok_or(Error::MissingMap(name))?;
-    T::try_from(map).map_err(|e| Error::map(name, e))
-}
+#[cfg(test)]
+mod tests {
+    use aya::util::KernelVersion;
 
-pub(crate) fn map_ref<'a, T>(ebpf: &'a Ebpf, name: &'static str) -> Result<T, Error>
-where
-    T: TryFrom<&'a aya::maps::Map, Error = aya::maps::MapError>,
-{
-    let map = ebpf.map(name).ok_or(Error::MissingMap(name))?;
-    T::try_from(map).map_err(|e| Error::map(name, e))
+    use super::*;
+
+    #[test]
+    fn old_kernels_are_refused_by_name() {
+        assert!(check_kernel(KernelVersion::new(6, 18, 0)).is_ok());
+        assert!(check_kernel(KernelVersion::new(5, 18, 0)).is_ok());
+        let err = check_kernel(KernelVersion::new(5, 15, 120))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("5.18") && err.contains("5") && err.contains("15"),
+            "{err}"
+        );
+    }
 }

@@ -13,6 +13,12 @@ pub enum Error {
     )]
     NoObject,
 
+    #[error(
+        "this kernel ({found}) is too old: rstguard needs Linux 5.18 or later \
+         (its programs call bpf_xdp_load_bytes)"
+    )]
+    OldKernel { found: String },
+
     #[error("--flows must be at least 1")]
     BadFlows,
 
@@ -89,11 +95,60 @@ pub enum Error {
         caps_setcap: String,
     },
 
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: io::Error,
+    },
+
+    #[error("cannot pin maps under {}: {reason}", path.display())]
+    Bpffs {
+        path: std::path::PathBuf,
+        reason: String,
+    },
+
+    #[error(
+        "another rstguard daemon holds {}; stop it first (`rstguard detach --all`), \
+         or give this one its own --pin-dir",
+        dir.display()
+    )]
+    AlreadyRunning { dir: std::path::PathBuf },
+
+    #[error(
+        "no rstguard state under {}: is the daemon running? (started with `ip netns exec`, \
+         it has a private /sys: run this command in its mount namespace, \
+         `nsenter -t $(pidof rstguard) -m -n rstguard ...`)",
+        dir.display()
+    )]
+    NotRunning { dir: std::path::PathBuf },
+
+    #[error("opening the pinned map {}: {source}", path.display())]
+    Pinned {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<aya::maps::MapError>,
+    },
+
+    #[error("pinning {}: {source}", path.display())]
+    Pin {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<aya::pin::PinError>,
+    },
+
     #[error("bad prefix '{text}': {reason}")]
     BadPrefix { text: String, reason: String },
 }
 
 impl Error {
+    pub fn io(path: &std::path::Path, source: io::Error) -> Error {
+        Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
     pub fn program(name: &'static str, e: aya::programs::ProgramError) -> Error {
         Error::Program {
             name,

@@ -4,10 +4,14 @@
 pub mod attach;
 pub mod cli;
 pub mod commands;
+pub mod config;
 pub mod counters;
+pub mod daemon;
 pub mod ebpf;
 pub mod error;
 pub mod iface;
+pub mod maps;
+pub mod paths;
 pub mod policy;
 pub mod privileges;
 pub mod trust;

@@ -4,6 +4,7 @@ use clap::Parser;
 use rstguard::{
     cli::{Cli, Commands},
     commands,
+    paths::PinDir,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -17,8 +18,16 @@ fn main() -> ExitCode {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .init();
+    let pins = PinDir::new(&cli.pin_dir);
     let result = match cli.command {
-        Commands::Attach(args) => commands::attach::run(args),
+        Commands::Attach(args) => commands::attach::run(args, pins),
+        Commands::Status(a) => commands::status::run(&pins, a.json),
+        Commands::Stats(a) => commands::stats::run(&pins, &a),
+        Commands::Flows(a) => commands::flows::run(&pins, &a),
+        Commands::Policy(c) => commands::policy::run(&pins, &c),
+        Commands::Trust(c) => commands::trust::run(&pins, &c),
+        Commands::Detach(a) => commands::detach::run(&pins, &a),
+        Commands::CheckConfig { file } => commands::check_config::run(&file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

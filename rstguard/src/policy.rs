@@ -1,93 +1,118 @@
-//! Building the kernel's [`Policy`] from what the operator asked for.
+//! Describing and editing a [`Policy`] (`rstguard policy show|set`).
 
-use rstguard_common::{Action, Level, Policy};
+use rstguard_common::{policy::MAX_INEXACT_PER_SEC, Action, Level, Policy};
+use serde::Serialize;
 
-use crate::cli::PolicyArgs;
+/// A policy as JSON shows it.
+#[derive(Debug, Serialize)]
+pub struct PolicyView {
+    pub level: Level,
+    pub no_flow: Action,
+    pub time_wait: Action,
+    pub pickup: bool,
+    pub inexact_budget: u32,
+    pub event_sample: u32,
+}
 
-impl PolicyArgs {
-    pub fn to_policy(&self) -> Policy {
-        let mut p = Policy {
-            level: Level::from(self.level) as u8,
-            no_flow: Action::from(self.no_flow) as u8,
-            time_wait: Action::from(self.time_wait) as u8,
-            pickup: u8::from(!self.no_pickup),
-            ..Policy::default()
-        };
-        p.set_inexact_per_sec(self.inexact_budget);
-        p
+impl From<&Policy> for PolicyView {
+    fn from(p: &Policy) -> Self {
+        PolicyView {
+            level: p.level(),
+            no_flow: Action::from_raw(p.no_flow),
+            time_wait: Action::from_raw(p.time_wait),
+            pickup: p.pickup != 0,
+            inexact_budget: p.inexact_per_sec(),
+            event_sample: p.event_sample,
+        }
     }
 }
 
-/// One line describing a policy, for logs.
+/// One line describing a policy, for logs and `policy show`.
 pub fn describe(p: &Policy) -> String {
     format!(
-        "level={} no_flow={} time_wait={} pickup={} inexact_budget={}/s",
+        "level={} no_flow={} time_wait={} pickup={} inexact_budget={} event_sample={}",
         p.level(),
         Action::from_raw(p.no_flow),
         Action::from_raw(p.time_wait),
         if p.pickup != 0 { "on" } else { "off" },
-        p.inexact_per_sec()
+        p.inexact_per_sec(),
+        p.event_sample
     )
+}
+
+/// Applies one `KEY=VALUE` to `p`, or says what is wrong with it.
+pub fn apply(p: &mut Policy, setting: &str) -> Result<(), String> {
+    let (key, value) = setting
+        .split_once('=')
+        .ok_or_else(|| format!("'{setting}' is not KEY=VALUE"))?;
+    let number = |max: u32| -> Result<u32, String> {
+        value
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n <= max)
+            .ok_or_else(|| format!("{key}: '{value}' is not a number from 0 to {max}"))
+    };
+    match key {
+        "level" => p.level = value.parse::<Level>().map_err(|e| e.to_string())? as u8,
+        "no_flow" => p.no_flow = value.parse::<Action>().map_err(|e| e.to_string())? as u8,
+        "time_wait" => p.time_wait = value.parse::<Action>().map_err(|e| e.to_string())? as u8,
+        "pickup" => {
+            p.pickup = match value {
+                "on" | "true" | "yes" => 1,
+                "off" | "false" | "no" => 0,
+                _ => return Err(format!("pickup: '{value}' is not on or off")),
+            }
+        }
+        "inexact_budget" => p.set_inexact_per_sec(number(MAX_INEXACT_PER_SEC)?),
+        "event_sample" => p.event_sample = number(u32::MAX)?,
+        _ => {
+            return Err(format!(
+                "unknown key '{key}' (keys: level, no_flow, time_wait, pickup, inexact_budget, event_sample)"
+            ))
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
-
-    use crate::cli::{Cli, Commands};
-
     use super::*;
 
-    fn policy_of(args: &[&str]) -> Policy {
-        let mut argv = vec!["rstguard", "attach", "eth0"];
-        argv.extend_from_slice(args);
-        match Cli::try_parse_from(argv).unwrap().command {
-            Commands::Attach(a) => a.policy.to_policy(),
+    #[test]
+    fn set_changes_each_key() {
+        let mut p = Policy::default();
+        for s in [
+            "level=strict",
+            "no_flow=drop",
+            "time_wait=drop",
+            "pickup=off",
+            "inexact_budget=0",
+            "event_sample=1",
+        ] {
+            apply(&mut p, s).unwrap();
         }
-    }
-
-    #[test]
-    fn defaults_drop_nothing() {
-        let p = policy_of(&[]);
-        assert_eq!(p.level(), Level::Monitor);
-        assert_eq!(Action::from_raw(p.no_flow), Action::Pass);
-        assert_eq!(Action::from_raw(p.time_wait), Action::Pass);
-        assert_eq!(p.pickup, 1);
-        assert_eq!(p.inexact_burst, 10);
-        assert_eq!(p.inexact_interval_ns, 100_000_000);
-    }
-
-    #[test]
-    fn flags_set_every_field() {
-        let p = policy_of(&[
-            "--policy",
-            "strict",
-            "--no-flow",
-            "drop",
-            "--time-wait",
-            "drop",
-            "--no-pickup",
-            "--inexact-budget",
-            "0",
-        ]);
-        assert_eq!(p.level(), Level::Strict);
-        assert_eq!(Action::from_raw(p.no_flow), Action::Drop);
-        assert_eq!(Action::from_raw(p.time_wait), Action::Drop);
-        assert_eq!(p.pickup, 0);
-        assert_eq!(p.inexact_burst, 0);
         assert_eq!(
             describe(&p),
-            "level=strict no_flow=drop time_wait=drop pickup=off inexact_budget=0/s"
+            "level=strict no_flow=drop time_wait=drop pickup=off inexact_budget=0 event_sample=1"
         );
     }
 
     #[test]
-    fn bad_values_are_refused() {
-        let argv = ["rstguard", "attach", "eth0", "--policy", "paranoid"];
-        let err = Cli::try_parse_from(argv).unwrap_err().to_string();
-        assert!(err.contains("monitor, enforce, strict"), "{err}");
-        let argv = ["rstguard", "attach", "eth0", "--trust", "10.0.0.1/8"];
-        let err = Cli::try_parse_from(argv).unwrap_err().to_string();
-        assert!(err.contains("host bits"), "{err}");
+    fn bad_settings_say_what_is_wrong() {
+        let mut p = Policy::default();
+        let before = p;
+        for (s, says) in [
+            ("level", "not KEY=VALUE"),
+            ("level=lax", "monitor, enforce, strict"),
+            ("no_flow=maybe", "pass, drop"),
+            ("pickup=sometimes", "on or off"),
+            ("inexact_budget=-1", "not a number"),
+            ("inexact_budget=2000000", "from 0 to 1000000"),
+            ("speed=11", "unknown key 'speed'"),
+        ] {
+            let err = apply(&mut p, s).unwrap_err();
+            assert!(err.contains(says), "{s}: {err}");
+        }
+        assert_eq!(p, before, "a refused setting changes nothing");
     }
 }

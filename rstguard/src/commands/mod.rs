@@ -1,3 +1,50 @@
 //! One module per subcommand.
 
 pub mod attach;
+pub mod check_config;
+pub mod detach;
+pub mod flows;
+pub mod policy;
+pub mod stats;
+pub mod status;
+pub mod trust;
+
+use std::ffi::CStr;
+
+use rstguard_common::DaemonState;
+
+/// The name of an interface: from the daemon's state, else the kernel's.
+pub fn iface_name(state: Option<&DaemonState>, ifindex: u32) -> String {
+    if let Some(s) = state {
+        if let Some(i) = s
+            .ifaces
+            .iter()
+            .find(|i| i.ifindex == ifindex && ifindex != 0)
+        {
+            return cstr(&i.name);
+        }
+    }
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
+    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
+    if p.is_null() {
+        format!("if{ifindex}")
+    } else {
+        // SAFETY: on success the buffer holds a NUL-terminated name.
+        unsafe { CStr::from_ptr(buf.as_ptr()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+}
+
+/// A NUL-padded byte array as a string.
+pub fn cstr(bytes: &[u8]) -> String {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    String::from_utf8_lossy(&bytes[..end]).into_owned()
+}
+
+/// Prints a value as one line of JSON.
+pub fn print_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(v)?);
+    Ok(())
+}

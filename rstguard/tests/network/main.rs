@@ -2,6 +2,7 @@
 //! real `rstguard` binary attached through its CLI, spoofed RSTs from a raw
 //! socket. Needs root; everything created is removed, also on failure.
 
+mod daemon;
 mod lab;
 mod spoof;
 
@@ -310,8 +311,51 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
         err.contains("[possible values: monitor, enforce, strict]"),
         "{err}"
     );
+    // A pin directory that is not on a BPF filesystem.
+    let (code, err) = rstguard_in(
+        &pair.server,
+        &[],
+        &["--pin-dir", "/tmp/rstguard-not-bpffs", "attach", "s0"],
+    );
+    assert_eq!(code, 1);
+    let line = error_line(&err);
+    assert!(
+        line.contains("not on a BPF filesystem") && line.contains("mount -t bpf"),
+        "{line}"
+    );
     let link = pair.server.ip(&["-d", "link", "show", "s0"]);
     assert!(!link.contains("xdp"), "{link}");
+}
+
+#[test]
+fn an_interface_that_vanishes_is_reported_and_the_rest_carries_on() {
+    let pair = Pair::new();
+    let s = &pair.server;
+    s.ip(&["link", "add", "s1", "type", "veth", "peer", "name", "s1p"]);
+    s.ip(&["link", "set", "s1", "up"]);
+    s.ip(&["link", "set", "s1p", "up"]);
+    let mut daemon = Daemon::start(s, &["attach", "s0", "s1", "--interval", "0"]);
+    s.ip(&["link", "del", "s1"]);
+    let line = daemon.wait_log("interface vanished");
+    assert!(line.contains("s1"), "{line}");
+    let (_, metrics) = http_get(s, "127.0.0.1:9477", "/metrics");
+    assert!(
+        metrics.contains("rstguard_attached{device=\"s0\""),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("rstguard_attached{device=\"s1\""),
+        "{metrics}"
+    );
+    assert!(pair
+        .server
+        .ip(&["-d", "link", "show", "s0"])
+        .contains("xdp"));
+    assert_eq!(daemon.stop().0, 0, "{}", daemon.log());
+    assert!(!pair
+        .server
+        .ip(&["-d", "link", "show", "s0"])
+        .contains("xdp"));
 }
 
 #[test]
@@ -333,11 +377,22 @@ fn a_busy_xdp_hook_is_refused_and_nothing_stays_half_attached() {
     pair.client.ip(&["link", "set", "c1", "up"]);
     // Someone else's XDP program on s1 (here: another rstguard).
     let mut first = Daemon::start(&pair.server, &["attach", "s1", "--interval", "0"]);
-    // A second rstguard asked for s0 and s1: s0 attaches, s1 is busy.
+    // A second rstguard (its own pin directory and no metrics, so that it
+    // gets as far as attaching) asked for s0 and s1: s0 attaches, s1 is busy.
+    let other = format!("{}/other", pair.server.bpffs.display());
     let (code, err) = rstguard_in(
         &pair.server,
         &[],
-        &["attach", "s0", "s1", "--interval", "0"],
+        &[
+            "--pin-dir",
+            &other,
+            "attach",
+            "s0",
+            "s1",
+            "--interval",
+            "0",
+            "--no-metrics",
+        ],
     );
     assert_eq!(code, 1, "{err}");
     let line = error_line(&err);

@@ -40,3 +40,18 @@ impl Spoofer {
 pub fn v4(ip: &str, port: u16) -> SocketAddrV4 {
     SocketAddrV4::new(ip.parse::<Ipv4Addr>().unwrap(), port)
 }
+
+/// Sends `n` RSTs at random sequence numbers from `src` to `dst`, from a
+/// raw socket in `ns`.
+pub fn random_rsts(ns: &crate::lab::Netns, src: SocketAddrV4, dst: SocketAddrV4, n: u32) {
+    ns.run(move || {
+        use rand::Rng;
+        let s = Spoofer::v4();
+        let mut rng = rand::thread_rng();
+        for _ in 0..n {
+            s.rst(src, dst, rng.gen(), rng.gen());
+        }
+    });
+    // Let them land before anyone reads counters.
+    std::thread::sleep(std::time::Duration::from_millis(200));
+}

@@ -13,6 +13,7 @@ use rstguard::ebpf::{LoadOptions, Loaded};
 use rstguard_common::{
     counter::rst_slot,
     flow::{v4_mapped, FlowKey},
+    maps::POLICY_DEFAULT,
     Action, Counter, Counters, Flow, Level, Policy, Verdict,
 };
 
@@ -50,18 +51,29 @@ impl Harness {
             level: level as u8,
             ..Policy::default()
         };
-        loaded.set_policy(&policy).expect("writing the policy");
+        loaded
+            .maps
+            .set_policy(POLICY_DEFAULT, &policy)
+            .expect("writing the policy");
         Harness { loaded }
     }
 
     pub fn set_policy(&mut self, f: impl FnOnce(&mut Policy)) {
-        let mut p = self.loaded.policy().expect("reading the policy");
+        let mut p = self
+            .loaded
+            .maps
+            .default_policy()
+            .expect("reading the policy");
         f(&mut p);
-        self.loaded.set_policy(&p).expect("writing the policy");
+        self.loaded
+            .maps
+            .set_policy(POLICY_DEFAULT, &p)
+            .expect("writing the policy");
     }
 
     pub fn trust(&mut self, prefix: &str) {
         self.loaded
+            .maps
             .trust(&prefix.parse().expect("a prefix"))
             .expect("adding a trusted prefix");
     }
@@ -109,12 +121,13 @@ impl Harness {
 
     pub fn counters(&self) -> Counters {
         self.loaded
+            .maps
             .counters(TEST_IFINDEX)
             .expect("reading counters")
     }
 
     pub fn flow(&self, key: &FlowKey) -> Option<Flow> {
-        self.loaded.flow(key).expect("reading the flow table")
+        self.loaded.maps.flow(key).expect("reading the flow table")
     }
 
     /// Runs a RST through XDP and returns the verdict it was counted under

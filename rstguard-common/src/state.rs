@@ -1,0 +1,150 @@
+//! What the daemon publishes for other processes (`rstguard status`), in a
+//! pinned single-entry array map, and the events the XDP program sends it.
+
+use crate::flow::FlowKey;
+
+/// Version of everything pinned: maps live under `<pin dir>/schema-N/`, so
+/// a binary with another layout never reuses them.
+pub const SCHEMA: u32 = 1;
+
+/// Interfaces one daemon can attach to.
+pub const MAX_IFACES: usize = 16;
+/// Most attacked flows and ports kept for `status`.
+pub const TOP_N: usize = 8;
+
+/// `IfaceState::xdp_mode`.
+pub const XDP_MODE_NATIVE: u8 = 1;
+pub const XDP_MODE_SKB: u8 = 2;
+/// `IfaceState::tc_hook`.
+pub const TC_HOOK_TCX: u8 = 1;
+pub const TC_HOOK_CLSACT: u8 = 2;
+
+/// One attached interface.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct IfaceState {
+    pub ifindex: u32,
+    /// Kernel ids of the XDP and TCX links (0: attached without a link).
+    pub xdp_link_id: u32,
+    pub tc_link_id: u32,
+    pub xdp_mode: u8,
+    pub tc_hook: u8,
+    /// The policy level in force on this interface (auto mode moves it).
+    pub level: u8,
+    /// Lowest and highest level auto mode may choose here.
+    pub floor: u8,
+    pub ceiling: u8,
+    pub _pad: [u8; 3],
+    /// NUL-padded interface name.
+    pub name: [u8; 16],
+    /// Auto-mode transitions up and down so far.
+    pub escalations: u32,
+    pub deescalations: u32,
+    /// Unix time of the last level change (0: none).
+    pub last_change_unix: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<IfaceState>() == 56);
+
+/// A flow or port and how many suspicious RSTs were aimed at it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TopFlow {
+    pub key: FlowKey,
+    pub _pad: u32,
+    pub count: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TopFlow>() == 48);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TopPort {
+    pub port: u16,
+    pub _pad: [u8; 6],
+    pub count: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<TopPort>() == 16);
+
+/// The daemon's published state.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DaemonState {
+    pub schema: u32,
+    pub pid: u32,
+    pub started_unix: u64,
+    pub flow_capacity: u32,
+    pub n_ifaces: u32,
+    /// Flow table entries at the last sweep, and its Unix time.
+    pub flow_entries: u64,
+    pub flows_counted_unix: u64,
+    /// Non-zero: the policy is under auto control.
+    pub auto: u8,
+    /// Non-zero: the last config (re)load succeeded.
+    pub config_ok: u8,
+    pub _pad: [u8; 6],
+    pub config_reloads: u64,
+    /// NUL-padded version string of the daemon.
+    pub version: [u8; 16],
+    pub ifaces: [IfaceState; MAX_IFACES],
+    pub top_flows: [TopFlow; TOP_N],
+    pub top_ports: [TopPort; TOP_N],
+    /// Events seen, and events left out of the log by its rate limit.
+    pub events_seen: u64,
+    pub events_suppressed: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<DaemonState>() == 1496);
+
+impl Default for DaemonState {
+    fn default() -> Self {
+        DaemonState {
+            schema: SCHEMA,
+            pid: 0,
+            started_unix: 0,
+            flow_capacity: 0,
+            n_ifaces: 0,
+            flow_entries: 0,
+            flows_counted_unix: 0,
+            auto: 0,
+            config_ok: 1,
+            _pad: [0; 6],
+            config_reloads: 0,
+            version: [0; 16],
+            ifaces: [IfaceState::default(); MAX_IFACES],
+            top_flows: [TopFlow::default(); TOP_N],
+            top_ports: [TopPort::default(); TOP_N],
+            events_seen: 0,
+            events_suppressed: 0,
+        }
+    }
+}
+
+/// A sampled event about a dropped or suspicious RST, sent through the ring
+/// buffer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RstEvent {
+    pub key: FlowKey,
+    /// Non-zero: the RST's sender is the key's `lo` endpoint.
+    pub sender_is_lo: u8,
+    /// `Verdict` and `Action` as raw values.
+    pub verdict: u8,
+    pub action: u8,
+    pub ttl: u8,
+    pub ifindex: u32,
+    pub seq: u32,
+    pub ack: u32,
+    /// What a real peer would use (the receiver's last ACK, or the
+    /// sender's next sequence number), and the receiver's window; 0 when
+    /// the flow is unknown (`has_flow` = 0).
+    pub expected: u32,
+    pub window: u32,
+    pub tcp_flags: u8,
+    pub has_flow: u8,
+    pub _pad: [u8; 2],
+    pub ts_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<RstEvent>() == 72);

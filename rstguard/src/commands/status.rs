@@ -1,0 +1,219 @@
+//! `rstguard status`: the daemon, its interfaces and hooks, the policy, the
+//! flow table's fill, and the most attacked flows and ports.
+
+use serde::Serialize;
+
+use super::{cstr, iface_name, print_json};
+use crate::{
+    attach::{link_exists, TcHook, XdpModeInForce},
+    daemon::{events::endpoints, unix_now},
+    maps::Maps,
+    paths::PinDir,
+    policy::{describe, PolicyView},
+};
+use rstguard_common::{Level, Policy};
+
+#[derive(Serialize)]
+struct Status {
+    running: bool,
+    pid: u32,
+    version: String,
+    uptime_secs: u64,
+    pin_dir: String,
+    policy: PolicyView,
+    auto: bool,
+    config_ok: bool,
+    config_reloads: u64,
+    flow_table: FlowTable,
+    interfaces: Vec<IfaceStatus>,
+    top_flows: Vec<TopFlowView>,
+    top_ports: Vec<TopPortView>,
+    events_seen: u64,
+    events_suppressed: u64,
+}
+
+#[derive(Serialize)]
+struct FlowTable {
+    entries: u64,
+    capacity: u32,
+    fill: f64,
+    counted_secs_ago: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct IfaceStatus {
+    device: String,
+    ifindex: u32,
+    xdp_mode: Option<XdpModeInForce>,
+    egress: Option<TcHook>,
+    xdp_attached: bool,
+    egress_attached: bool,
+    level: Level,
+    escalations: u32,
+    deescalations: u32,
+}
+
+#[derive(Serialize)]
+struct TopFlowView {
+    a: String,
+    b: String,
+    suspicious_rsts: u64,
+}
+
+#[derive(Serialize)]
+struct TopPortView {
+    port: u16,
+    suspicious_rsts: u64,
+}
+
+pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
+    let maps = Maps::open(pins)?;
+    let s = maps.state()?;
+    let running = pins.is_locked();
+    let policy = maps.default_policy()?;
+    let now = unix_now();
+    let status = Status {
+        running,
+        pid: s.pid,
+        version: cstr(&s.version),
+        uptime_secs: if running {
+            now.saturating_sub(s.started_unix)
+        } else {
+            0
+        },
+        pin_dir: pins.dir().display().to_string(),
+        policy: PolicyView::from(&policy),
+        auto: s.auto != 0,
+        config_ok: s.config_ok != 0,
+        config_reloads: s.config_reloads,
+        flow_table: FlowTable {
+            entries: s.flow_entries,
+            capacity: s.flow_capacity,
+            fill: if s.flow_capacity == 0 {
+                0.0
+            } else {
+                s.flow_entries as f64 / s.flow_capacity as f64
+            },
+            counted_secs_ago: (s.flows_counted_unix != 0)
+                .then(|| now.saturating_sub(s.flows_counted_unix)),
+        },
+        interfaces: s
+            .ifaces
+            .iter()
+            .take(s.n_ifaces as usize)
+            .map(|i| IfaceStatus {
+                device: iface_name(Some(&s), i.ifindex),
+                ifindex: i.ifindex,
+                xdp_mode: XdpModeInForce::from_raw(i.xdp_mode),
+                egress: TcHook::from_raw(i.tc_hook),
+                xdp_attached: running && link_exists(i.xdp_link_id),
+                egress_attached: running && link_exists(i.tc_link_id),
+                level: maps
+                    .policy(i.ifindex)
+                    .ok()
+                    .flatten()
+                    .map_or(policy.level(), |p: Policy| p.level()),
+                escalations: i.escalations,
+                deescalations: i.deescalations,
+            })
+            .collect(),
+        top_flows: s
+            .top_flows
+            .iter()
+            .filter(|t| t.count > 0)
+            .map(|t| {
+                let (a, b) = endpoints(&t.key);
+                TopFlowView {
+                    a,
+                    b,
+                    suspicious_rsts: t.count,
+                }
+            })
+            .collect(),
+        top_ports: s
+            .top_ports
+            .iter()
+            .filter(|t| t.count > 0)
+            .map(|t| TopPortView {
+                port: t.port,
+                suspicious_rsts: t.count,
+            })
+            .collect(),
+        events_seen: s.events_seen,
+        events_suppressed: s.events_suppressed,
+    };
+    if json {
+        return print_json(&status);
+    }
+    if running {
+        println!(
+            "rstguard {}: running, pid {}, up {}",
+            status.version,
+            status.pid,
+            human_secs(status.uptime_secs)
+        );
+    } else {
+        println!(
+            "rstguard {}: NOT running (pid {} left this state; nothing of it stays attached). \
+             `rstguard detach --all` removes it.",
+            status.version, status.pid
+        );
+    }
+    println!("pin dir:    {}", status.pin_dir);
+    println!(
+        "policy:     {}{}",
+        describe(&policy),
+        if status.auto { " (auto)" } else { "" }
+    );
+    println!(
+        "config:     {} ({} reload(s))",
+        if status.config_ok {
+            "ok"
+        } else {
+            "LAST RELOAD FAILED: the previous policy is in force"
+        },
+        status.config_reloads
+    );
+    println!(
+        "flow table: {} of {} entries ({:.2}%){}",
+        status.flow_table.entries,
+        status.flow_table.capacity,
+        status.flow_table.fill * 100.0,
+        status
+            .flow_table
+            .counted_secs_ago
+            .map_or(String::new(), |a| format!(", counted {a}s ago"))
+    );
+    println!("interfaces:");
+    for i in &status.interfaces {
+        let yes = |b: bool| if b { "attached" } else { "DETACHED" };
+        println!(
+            "  {:<12} xdp {} ({}), egress {} ({}), level {}",
+            i.device,
+            i.xdp_mode.map_or("?".into(), |m| m.to_string()),
+            yes(i.xdp_attached),
+            i.egress.map_or("?".into(), |m| m.to_string()),
+            yes(i.egress_attached),
+            i.level
+        );
+    }
+    if !status.top_flows.is_empty() {
+        println!("most attacked flows (sampled suspicious RSTs):");
+        for t in &status.top_flows {
+            println!("  {:>8}  {} <-> {}", t.suspicious_rsts, t.a, t.b);
+        }
+        println!("most attacked ports:");
+        for t in &status.top_ports {
+            println!("  {:>8}  port {}", t.suspicious_rsts, t.port);
+        }
+    }
+    Ok(())
+}
+
+fn human_secs(s: u64) -> String {
+    match s {
+        0..=59 => format!("{s}s"),
+        60..=3599 => format!("{}m{}s", s / 60, s % 60),
+        _ => format!("{}h{}m", s / 3600, (s % 3600) / 60),
+    }
+}

@@ -1,0 +1,345 @@
+//! The configuration: defaults, then the TOML file, then flags. The daemon
+//! re-reads the file on SIGHUP; `rstguard check-config` validates it.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use rstguard_common::{
+    maps::DEFAULT_FLOWS,
+    policy::{DEFAULT_EVENT_SAMPLE, DEFAULT_INEXACT_PER_SEC},
+    Action, Level, Policy,
+};
+use serde::Deserialize;
+
+use crate::{
+    attach::ModeArg,
+    cli::{ActionArg, AttachArgs, LevelArg},
+    paths::DEFAULT_CONFIG,
+    trust::Prefix,
+};
+
+/// Default address of the metrics endpoint.
+pub const DEFAULT_METRICS: &str = "127.0.0.1:9477";
+/// Default number of event log lines per second.
+pub const DEFAULT_LOG_EVENTS_PER_SEC: u32 = 5;
+
+/// The file, as written. Every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub interfaces: Option<Vec<String>>,
+    pub mode: Option<ModeArg>,
+    pub policy: Option<LevelArg>,
+    pub no_flow: Option<ActionArg>,
+    pub time_wait: Option<ActionArg>,
+    pub pickup: Option<bool>,
+    pub inexact_budget: Option<u32>,
+    pub event_sample: Option<u32>,
+    pub trust: Option<Vec<String>>,
+    pub flows: Option<u32>,
+    pub interval: Option<u64>,
+    pub metrics: Option<String>,
+    pub log_events_per_sec: Option<u32>,
+    /// Per-interface settings, `[interface.eth0]`.
+    #[serde(default)]
+    pub interface: BTreeMap<String, IfaceSection>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IfaceSection {
+    pub mode: Option<ModeArg>,
+}
+
+/// A configuration problem: one line, with the file position when there
+/// is one.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+/// Everything the daemon runs with, resolved.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Settings {
+    pub interfaces: Vec<String>,
+    pub mode: ModeArg,
+    pub iface_modes: BTreeMap<String, ModeArg>,
+    pub policy: Policy,
+    pub trust: Vec<Prefix>,
+    pub flows: u32,
+    pub interval: u64,
+    pub json: bool,
+    pub metrics: Option<SocketAddr>,
+    pub log_events_per_sec: u32,
+    /// The file these came from, if any.
+    pub config_path: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The XDP mode for one interface.
+    pub fn mode_for(&self, iface: &str) -> ModeArg {
+        self.iface_modes.get(iface).copied().unwrap_or(self.mode)
+    }
+}
+
+/// Reads and parses a config file.
+pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text =
+        fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
+    parse(&text, path)
+}
+
+pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
+    toml::from_str(text).map_err(|e| {
+        let (line, col) = match e.span() {
+            Some(span) => position(text, span.start),
+            None => (1, 1),
+        };
+        ConfigError(format!(
+            "{}:{line}:{col}: {}",
+            path.display(),
+            e.message().trim().replace('\n', " ")
+        ))
+    })
+}
+
+/// 1-based line and column of a byte offset.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let col = before
+        .rfind('\n')
+        .map_or(before.len(), |i| before.len() - i - 1)
+        + 1;
+    (line, col)
+}
+
+/// Which file to read: `--config`, else the default path when it exists.
+/// A file named explicitly must exist; the default one may be absent.
+pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
+    match explicit {
+        Some(p) if p.exists() => Ok(Some(p.to_path_buf())),
+        Some(p) => Err(ConfigError(format!("{}: no such config file", p.display()))),
+        None if Path::new(DEFAULT_CONFIG).exists() => Ok(Some(PathBuf::from(DEFAULT_CONFIG))),
+        None => Ok(None),
+    }
+}
+
+/// Defaults, then `file`, then the flags in `args`.
+pub fn resolve(
+    args: &AttachArgs,
+    file: &ConfigFile,
+    config_path: Option<PathBuf>,
+) -> Result<Settings, ConfigError> {
+    let p = &args.policy;
+    let interfaces = if !args.ifaces.is_empty() {
+        args.ifaces.clone()
+    } else {
+        file.interfaces.clone().unwrap_or_default()
+    };
+    if interfaces.is_empty() {
+        return Err(ConfigError(
+            "no interfaces: name them (`rstguard attach eth0`) or list them in the config file \
+             (`interfaces = [\"eth0\"]`)"
+                .into(),
+        ));
+    }
+    let level = p.level.or(file.policy).unwrap_or(LevelArg::Monitor);
+    let mut policy = Policy {
+        level: Level::from(level) as u8,
+        no_flow: Action::from(p.no_flow.or(file.no_flow).unwrap_or(ActionArg::Pass)) as u8,
+        time_wait: Action::from(p.time_wait.or(file.time_wait).unwrap_or(ActionArg::Pass)) as u8,
+        pickup: u8::from(if p.no_pickup {
+            false
+        } else {
+            file.pickup.unwrap_or(true)
+        }),
+        event_sample: p
+            .event_sample
+            .or(file.event_sample)
+            .unwrap_or(DEFAULT_EVENT_SAMPLE),
+        ..Policy::default()
+    };
+    policy.set_inexact_per_sec(
+        p.inexact_budget
+            .or(file.inexact_budget)
+            .unwrap_or(DEFAULT_INEXACT_PER_SEC),
+    );
+    let trust = if !args.trust.is_empty() {
+        args.trust.clone()
+    } else {
+        file.trust
+            .iter()
+            .flatten()
+            .map(|t| {
+                t.parse::<Prefix>()
+                    .map_err(|e| ConfigError(format!("trust: {e}")))
+            })
+            .collect::<Result<_, _>>()?
+    };
+    let flows = args.flows.or(file.flows).unwrap_or(DEFAULT_FLOWS);
+    if flows == 0 {
+        return Err(ConfigError("flows must be at least 1".into()));
+    }
+    let metrics = if args.no_metrics {
+        None
+    } else {
+        let text = args
+            .metrics
+            .clone()
+            .or_else(|| file.metrics.clone())
+            .unwrap_or_else(|| DEFAULT_METRICS.into());
+        if text == "off" {
+            None
+        } else {
+            Some(text.parse::<SocketAddr>().map_err(|_| {
+                ConfigError(format!(
+                    "metrics: '{text}' is not ADDRESS:PORT (like 127.0.0.1:9477 or [::1]:9477), or off"
+                ))
+            })?)
+        }
+    };
+    let mut iface_modes = BTreeMap::new();
+    for (name, section) in &file.interface {
+        if let Some(m) = section.mode {
+            iface_modes.insert(name.clone(), m);
+        }
+    }
+    Ok(Settings {
+        interfaces,
+        mode: args.mode.or(file.mode).unwrap_or(ModeArg::Auto),
+        iface_modes,
+        policy,
+        trust,
+        flows,
+        interval: args.interval.or(file.interval).unwrap_or(10),
+        json: args.json,
+        metrics,
+        log_events_per_sec: args
+            .log_events_per_sec
+            .or(file.log_events_per_sec)
+            .unwrap_or(DEFAULT_LOG_EVENTS_PER_SEC),
+        config_path,
+    })
+}
+
+/// Reads the config (when there is one) and resolves it with the flags.
+pub fn load(args: &AttachArgs) -> Result<Settings, ConfigError> {
+    let path = locate(args.config.as_deref())?;
+    let file = match &path {
+        Some(p) => read(p)?,
+        None => ConfigFile::default(),
+    };
+    resolve(args, &file, path)
+}
+
+/// What SIGHUP may change live, and what needs a restart.
+pub fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if old.interfaces != new.interfaces {
+        v.push("interfaces");
+    }
+    if old.mode != new.mode || old.iface_modes != new.iface_modes {
+        v.push("mode");
+    }
+    if old.flows != new.flows {
+        v.push("flows");
+    }
+    if old.metrics != new.metrics {
+        v.push("metrics");
+    }
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::cli::{Cli, Commands};
+
+    use super::*;
+
+    fn args(extra: &[&str]) -> AttachArgs {
+        let mut argv = vec!["rstguard", "attach"];
+        argv.extend_from_slice(extra);
+        match Cli::try_parse_from(argv).unwrap().command {
+            Commands::Attach(a) => a,
+            _ => unreachable!(),
+        }
+    }
+
+    const SAMPLE: &str = include_str!("../../packaging/rstguard.toml");
+
+    #[test]
+    fn the_sample_config_parses_and_sets_every_key() {
+        let file = parse(SAMPLE, Path::new("rstguard.toml")).expect("the sample parses");
+        assert!(file.interfaces.is_some() && file.mode.is_some() && file.policy.is_some());
+        assert!(file.no_flow.is_some() && file.time_wait.is_some() && file.pickup.is_some());
+        assert!(file.inexact_budget.is_some() && file.event_sample.is_some());
+        assert!(file.trust.is_some() && file.flows.is_some() && file.interval.is_some());
+        assert!(file.metrics.is_some() && file.log_events_per_sec.is_some());
+        assert!(!file.interface.is_empty());
+        resolve(&args(&[]), &file, None).expect("the sample resolves");
+    }
+
+    #[test]
+    fn flags_override_the_file_which_overrides_defaults() {
+        let file = parse(
+            "interfaces = [\"eth9\"]\npolicy = \"strict\"\ninexact_budget = 3\n[interface.eth9]\nmode = \"skb\"\n",
+            Path::new("f"),
+        )
+        .unwrap();
+        let s = resolve(&args(&[]), &file, None).unwrap();
+        assert_eq!(s.interfaces, vec!["eth9"]);
+        assert_eq!(s.policy.level(), Level::Strict);
+        assert_eq!(s.policy.inexact_per_sec(), 3);
+        assert_eq!(s.mode_for("eth9"), ModeArg::Skb);
+        assert_eq!(s.mode_for("eth0"), ModeArg::Auto);
+        assert_eq!(s.metrics, Some(DEFAULT_METRICS.parse().unwrap()));
+        let s = resolve(
+            &args(&["eth1", "--policy", "enforce", "--no-metrics"]),
+            &file,
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.interfaces, vec!["eth1"]);
+        assert_eq!(s.policy.level(), Level::Enforce);
+        assert_eq!(s.policy.inexact_per_sec(), 3, "not overridden");
+        assert_eq!(s.metrics, None);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_problem() {
+        let err = parse(
+            "policy = \"enforce\"\nflows = \"many\"\n",
+            Path::new("/etc/x.toml"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("/etc/x.toml:2:9: "), "{err}");
+        assert!(!err.contains('\n'));
+        let err = parse("polcy = \"strict\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("x:1:1: ") && err.contains("unknown field `polcy`"),
+            "{err}"
+        );
+        let err = parse("policy = \"lax\"\n", Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lax"), "{err}");
+        let file = parse("metrics = \"localhost\"\n", Path::new("x")).unwrap();
+        let err = resolve(&args(&["eth0"]), &file, None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not ADDRESS:PORT"), "{err}");
+        let err = resolve(&args(&[]), &ConfigFile::default(), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no interfaces"), "{err}");
+    }
+}

@@ -1,0 +1,259 @@
+//! The event ring buffer: sampled reports of dropped and suspicious RSTs.
+//! Logged at a bounded rate (with a summary of what was left out), and
+//! counted per flow and per attacked port for `rstguard status`.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use aya::maps::{MapData, RingBuf};
+use rstguard_common::{
+    state::{TopFlow, TopPort, TOP_N},
+    Action, FlowKey, RstEvent, Verdict,
+};
+use tokio::io::unix::AsyncFd;
+use tracing::{info, warn};
+
+use super::Shared;
+
+/// Flows and ports remembered at most; the least attacked go first.
+const TRACKED: usize = 4096;
+
+/// Counts of suspicious RSTs per flow and per attacked (receiving) port.
+#[derive(Debug, Default)]
+pub struct Top {
+    flows: HashMap<FlowKey, u64>,
+    ports: HashMap<u16, u64>,
+}
+
+impl Top {
+    pub fn record(&mut self, e: &RstEvent) {
+        *self.flows.entry(e.key).or_default() += 1;
+        let port = if e.sender_is_lo != 0 {
+            e.key.hi_port
+        } else {
+            e.key.lo_port
+        };
+        *self.ports.entry(port).or_default() += 1;
+        trim(&mut self.flows);
+        trim(&mut self.ports);
+    }
+
+    pub fn top_flows(&self) -> [TopFlow; TOP_N] {
+        let mut v: Vec<_> = self.flows.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1));
+        let mut out = [TopFlow::default(); TOP_N];
+        for (slot, (key, count)) in out.iter_mut().zip(v) {
+            *slot = TopFlow {
+                key: *key,
+                _pad: 0,
+                count: *count,
+            };
+        }
+        out
+    }
+
+    pub fn top_ports(&self) -> [TopPort; TOP_N] {
+        let mut v: Vec<_> = self.ports.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1));
+        let mut out = [TopPort::default(); TOP_N];
+        for (slot, (port, count)) in out.iter_mut().zip(v) {
+            *slot = TopPort {
+                port: *port,
+                _pad: [0; 6],
+                count: *count,
+            };
+        }
+        out
+    }
+}
+
+fn trim<K: Copy + Eq + std::hash::Hash>(m: &mut HashMap<K, u64>) {
+    if m.len() <= TRACKED {
+        return;
+    }
+    let mut counts: Vec<u64> = m.values().copied().collect();
+    counts.sort_unstable();
+    let cut = counts[counts.len() / 2];
+    m.retain(|_, c| *c > cut);
+}
+
+/// Addresses of a key as text.
+pub fn endpoints(key: &FlowKey) -> (String, String) {
+    let addr = |a: [u8; 16]| {
+        let v6 = std::net::Ipv6Addr::from(a);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    };
+    let fmt = |a: IpAddr, p: u16| match a {
+        IpAddr::V4(v4) => format!("{v4}:{p}"),
+        IpAddr::V6(v6) => format!("[{v6}]:{p}"),
+    };
+    (
+        fmt(addr(key.lo_addr), key.lo_port),
+        fmt(addr(key.hi_addr), key.hi_port),
+    )
+}
+
+fn verdict_name(v: u8) -> &'static str {
+    Verdict::ALL
+        .iter()
+        .find(|x| **x as u8 == v)
+        .map_or("unknown", |x| x.name())
+}
+
+/// Reads events until the ring buffer's fd fails; logs at most `per_sec`
+/// a second.
+pub async fn run(ring: RingBuf<MapData>, shared: Arc<Mutex<Shared>>, per_sec: u32) {
+    // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns
+    // the RingBuf, and always returns that same fd.
+    let mut fd = match unsafe { AsyncFd::register(ring) } {
+        Ok(fd) => fd,
+        Err(e) => {
+            warn!(error = %e, "cannot watch the event ring buffer; events are not reported");
+            return;
+        }
+    };
+    let mut window = Instant::now();
+    let mut logged = 0u32;
+    let mut suppressed = 0u64;
+    loop {
+        let mut guard = match fd.readable_mut().await {
+            Ok(g) => g,
+            Err(e) => {
+                warn!(error = %e, "event ring buffer failed");
+                return;
+            }
+        };
+        let ring = guard.get_inner_mut();
+        let mut batch = Vec::new();
+        while let Some(item) = ring.next() {
+            if item.len() >= std::mem::size_of::<RstEvent>() {
+                // SAFETY: the kernel wrote a whole RstEvent (checked length);
+                // read_unaligned copes with the ring's 8-byte alignment.
+                batch.push(unsafe { (item.as_ptr() as *const RstEvent).read_unaligned() });
+            }
+        }
+        guard.clear_ready();
+        if batch.is_empty() {
+            continue;
+        }
+        if window.elapsed() >= Duration::from_secs(1) {
+            if suppressed > 0 {
+                info!(
+                    suppressed,
+                    "events left out of the log in the last second (over the log rate)"
+                );
+            }
+            window = Instant::now();
+            logged = 0;
+            suppressed = 0;
+        }
+        let mut s = shared.lock().expect("daemon state lock");
+        for e in &batch {
+            s.top.record(e);
+            s.state.events_seen += 1;
+            if logged < per_sec {
+                logged += 1;
+                log(e, s.iface_name(e.ifindex));
+            } else {
+                suppressed += 1;
+                s.state.events_suppressed += 1;
+            }
+        }
+    }
+}
+
+fn log(e: &RstEvent, device: &str) {
+    let (lo, hi) = endpoints(&e.key);
+    let (src, dst) = if e.sender_is_lo != 0 {
+        (lo, hi)
+    } else {
+        (hi, lo)
+    };
+    let action = if e.action == Action::Drop as u8 {
+        "dropped"
+    } else {
+        "passed"
+    };
+    if e.has_flow != 0 {
+        info!(
+            device,
+            verdict = verdict_name(e.verdict),
+            action,
+            src,
+            dst,
+            seq = e.seq,
+            expected = e.expected,
+            window = e.window,
+            ttl = e.ttl,
+            "suspicious RST"
+        );
+    } else {
+        info!(
+            device,
+            verdict = verdict_name(e.verdict),
+            action,
+            src,
+            dst,
+            seq = e.seq,
+            ttl = e.ttl,
+            "suspicious RST"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rstguard_common::flow::v4_mapped;
+
+    use super::*;
+
+    fn event(port: u16, lo_sends: bool) -> RstEvent {
+        RstEvent {
+            key: FlowKey {
+                lo_addr: v4_mapped([10, 0, 0, 1]),
+                hi_addr: v4_mapped([10, 0, 0, 2]),
+                lo_port: port,
+                hi_port: 80,
+            },
+            sender_is_lo: lo_sends as u8,
+            ..RstEvent::default()
+        }
+    }
+
+    #[test]
+    fn top_counts_flows_and_the_receivers_port() {
+        let mut t = Top::default();
+        for _ in 0..3 {
+            t.record(&event(4000, true));
+        }
+        t.record(&event(4001, true));
+        let flows = t.top_flows();
+        assert_eq!(flows[0].count, 3);
+        assert_eq!(flows[0].key.lo_port, 4000);
+        assert_eq!(flows[1].count, 1);
+        let ports = t.top_ports();
+        assert_eq!((ports[0].port, ports[0].count), (80, 4));
+        assert_eq!(
+            endpoints(&flows[0].key),
+            ("10.0.0.1:4000".into(), "10.0.0.2:80".into())
+        );
+    }
+
+    #[test]
+    fn tracking_stays_bounded() {
+        let mut t = Top::default();
+        for i in 0..(TRACKED as u32 * 2) {
+            let mut e = event((i % 60000) as u16, true);
+            e.key.lo_addr = v4_mapped(i.to_be_bytes());
+            t.record(&e);
+        }
+        assert!(t.flows.len() <= TRACKED + 1);
+    }
+}

@@ -1,0 +1,278 @@
+//! `/metrics`: Prometheus text (format 0.0.4), read from the maps at scrape
+//! time. Every series that can exist exists from the first scrape (counters
+//! start at 0). The `device` label is the interface name, as node_exporter
+//! names it; no label ever carries an address or a port.
+
+use std::{
+    convert::Infallible,
+    net::TcpListener as StdListener,
+    sync::{Arc, Mutex},
+};
+
+use http_body_util::Full;
+use hyper::{body::Bytes, server::conn::http1, service::service_fn, Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use prometheus::{
+    proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
+    Encoder, TextEncoder,
+};
+use rstguard_common::{counter::CounterKind, Action, Counter as C, Verdict};
+use tracing::{debug, warn};
+
+use super::Shared;
+
+/// Serves `/metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: StdListener, shared: Arc<Mutex<Shared>>) {
+    let listener = match listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+    {
+        Ok(l) => l,
+        Err(e) => {
+            warn!(error = %e, "cannot serve metrics");
+            return;
+        }
+    };
+    loop {
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(error = %e, "metrics accept failed");
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(respond(&req, &shared)) }
+            });
+            if let Err(e) = http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await
+            {
+                debug!(error = %e, "metrics connection failed");
+            }
+        });
+    }
+}
+
+fn respond<B>(req: &Request<B>, shared: &Mutex<Shared>) -> Response<Full<Bytes>> {
+    let reply = |status: u16, ctype: &str, body: Vec<u8>| {
+        Response::builder()
+            .status(status)
+            .header("content-type", ctype)
+            .body(Full::new(Bytes::from(body)))
+            .expect("a valid response")
+    };
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let families = collect(&shared.lock().expect("daemon state lock"));
+            let mut body = Vec::new();
+            match TextEncoder::new().encode(&families, &mut body) {
+                Ok(()) => reply(200, prometheus::TEXT_FORMAT, body),
+                Err(e) => reply(500, "text/plain", e.to_string().into_bytes()),
+            }
+        }
+        (&Method::GET, "/") => reply(
+            200,
+            "text/html",
+            b"<html><body><a href=\"/metrics\">rstguard metrics</a></body></html>".to_vec(),
+        ),
+        _ => reply(404, "text/plain", b"not found: try /metrics\n".to_vec()),
+    }
+}
+
+/// A family of one type; samples are added with [`Family::add`].
+struct Family(MetricFamily);
+
+impl Family {
+    fn new(name: &str, help: &str, t: MetricType) -> Family {
+        let mut f = MetricFamily::default();
+        f.set_name(name.into());
+        f.set_help(help.into());
+        f.set_field_type(t);
+        Family(f)
+    }
+
+    fn add(&mut self, labels: &[(&str, &str)], value: f64) {
+        let mut m = Metric::default();
+        m.set_label(
+            labels
+                .iter()
+                .map(|(k, v)| {
+                    let mut l = LabelPair::default();
+                    l.set_name((*k).into());
+                    l.set_value((*v).into());
+                    l
+                })
+                .collect(),
+        );
+        match self.0.get_field_type() {
+            MetricType::COUNTER => {
+                let mut c = Counter::default();
+                c.set_value(value);
+                m.set_counter(c);
+            }
+            _ => {
+                let mut g = Gauge::default();
+                g.set_value(value);
+                m.set_gauge(g);
+            }
+        }
+        self.0.mut_metric().push(m);
+    }
+}
+
+/// Every family, from the maps and the daemon's state, now.
+pub fn collect(s: &Shared) -> Vec<MetricFamily> {
+    use MetricType::{COUNTER, GAUGE};
+    let mut rst = Family::new(
+        "rstguard_rst_packets_total",
+        "RSTs judged at XDP ingress, by verdict and by what was done with them.",
+        COUNTER,
+    );
+    let mut packets = Family::new(
+        "rstguard_packets_total",
+        "Frames seen, by hook (xdp: ingress, tc: egress).",
+        COUNTER,
+    );
+    let mut tcp = Family::new(
+        "rstguard_tcp_packets_total",
+        "TCP segments seen, by hook.",
+        COUNTER,
+    );
+    let mut own_rst = Family::new(
+        "rstguard_host_rst_packets_total",
+        "RSTs the host itself sent (seen at egress; never judged).",
+        COUNTER,
+    );
+    let mut parse = Family::new(
+        "rstguard_parse_errors_total",
+        "Frames that could not be parsed (they pass), by kind.",
+        COUNTER,
+    );
+    let mut frags = Family::new(
+        "rstguard_non_first_fragments_total",
+        "Non-first IP fragments (no TCP header; they pass).",
+        COUNTER,
+    );
+    let mut created = Family::new("rstguard_flows_created_total", "Flows created.", COUNTER);
+    let mut failed = Family::new(
+        "rstguard_flow_create_failed_total",
+        "Flow creations the table refused.",
+        COUNTER,
+    );
+    let mut closed = Family::new(
+        "rstguard_closed_flow_packets_total",
+        "Segments on flows already closed by a RST.",
+        COUNTER,
+    );
+    let mut lost = Family::new(
+        "rstguard_events_lost_total",
+        "Events the ring buffer had no room for.",
+        COUNTER,
+    );
+    for (device, ifindex) in s.devices() {
+        let c = s.maps.counters(ifindex).unwrap_or_default();
+        let d = device.as_str();
+        for v in Verdict::ALL {
+            for a in [Action::Pass, Action::Drop] {
+                rst.add(
+                    &[("device", d), ("verdict", v.name()), ("action", a.past())],
+                    c.rst(v, a) as f64,
+                );
+            }
+        }
+        for counter in C::ALL {
+            let value = c.get(counter) as f64;
+            match counter.kind() {
+                CounterKind::Hook(hook, "all") => {
+                    packets.add(&[("device", d), ("hook", hook)], value)
+                }
+                CounterKind::Hook(hook, "tcp") => tcp.add(&[("device", d), ("hook", hook)], value),
+                CounterKind::Hook("tc", "rst") => own_rst.add(&[("device", d)], value),
+                CounterKind::Hook(..) => {}
+                CounterKind::ParseError(kind) => parse.add(&[("device", d), ("kind", kind)], value),
+                CounterKind::Fragment => frags.add(&[("device", d)], value),
+                CounterKind::Flow("created") => created.add(&[("device", d)], value),
+                CounterKind::Flow("create_failed") => failed.add(&[("device", d)], value),
+                CounterKind::Flow(_) => closed.add(&[("device", d)], value),
+                CounterKind::EventsLost => lost.add(&[("device", d)], value),
+            }
+        }
+    }
+
+    let mut entries = Family::new(
+        "rstguard_flow_table_entries",
+        "Tracked flows, counted at the last sweep.",
+        GAUGE,
+    );
+    entries.add(&[], s.state.flow_entries as f64);
+    let mut capacity = Family::new(
+        "rstguard_flow_table_capacity",
+        "Flow table capacity.",
+        GAUGE,
+    );
+    capacity.add(&[], s.state.flow_capacity as f64);
+
+    let mut attached = Family::new(
+        "rstguard_attached",
+        "1 for each hook rstguard holds: hook xdp (mode native or skb), tc (mode tcx or clsact).",
+        GAUGE,
+    );
+    let mut level = Family::new(
+        "rstguard_policy_level",
+        "Policy level in force per device: 0 monitor, 1 enforce, 2 strict.",
+        GAUGE,
+    );
+    for a in &s.attached {
+        let d = a.name.as_str();
+        attached.add(
+            &[("device", d), ("hook", "xdp"), ("mode", &a.xdp_mode)],
+            1.0,
+        );
+        attached.add(&[("device", d), ("hook", "tc"), ("mode", &a.tc_hook)], 1.0);
+        let l = s
+            .maps
+            .policy(a.ifindex)
+            .ok()
+            .flatten()
+            .map(|p| p.level)
+            .unwrap_or(0);
+        level.add(&[("device", d)], l as f64);
+    }
+
+    let mut events = Family::new(
+        "rstguard_events_total",
+        "Events (sampled suspicious RSTs) the daemon received.",
+        COUNTER,
+    );
+    events.add(&[], s.state.events_seen as f64);
+    let mut suppressed = Family::new(
+        "rstguard_events_suppressed_total",
+        "Events left out of the log by its rate limit.",
+        COUNTER,
+    );
+    suppressed.add(&[], s.state.events_suppressed as f64);
+    let mut build = Family::new(
+        "rstguard_build_info",
+        "Always 1; the version is a label.",
+        GAUGE,
+    );
+    build.add(&[("version", env!("CARGO_PKG_VERSION"))], 1.0);
+    let mut reload = Family::new(
+        "rstguard_config_last_reload_successful",
+        "1 when the last config (re)load succeeded, else 0.",
+        GAUGE,
+    );
+    reload.add(&[], f64::from(s.state.config_ok));
+
+    [
+        rst, packets, tcp, own_rst, parse, frags, created, failed, closed, lost, entries, capacity,
+        attached, level, events, suppressed, build, reload,
+    ]
+    .into_iter()
+    .map(|f| f.0)
+    .collect()
+}

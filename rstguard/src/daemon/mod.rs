@@ -1,0 +1,465 @@
+//! The daemon behind `rstguard attach`.
+//!
+//! Start-up, in an order that leaves nothing half-done on failure: lock the
+//! pin directory (one daemon per directory), bind the metrics socket, load
+//! the object, write the policy and trusted prefixes, attach to every
+//! interface (undone on any failure), pin the maps, publish the state.
+//! Then it serves: counter summaries, `/metrics`, events, flow sweeps, and
+//! SIGHUP reloads. SIGINT and SIGTERM detach everything, remove the pins,
+//! and exit 0.
+//!
+//! What happens when it dies without that (kill -9, a crash): the kernel
+//! closes its file descriptors, and with them the XDP and TCX links, so the
+//! programs detach at once: filtering stops, traffic flows unfiltered (fail
+//! open), and nothing is left that only rstguard could remove. The pinned
+//! maps stay, so `rstguard stats` still shows the last counters;
+//! `rstguard detach --all` (or the next daemon) removes them.
+
+pub mod events;
+pub mod metrics;
+
+use std::{
+    net::TcpListener,
+    sync::{Arc, Mutex},
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use anyhow::Context as _;
+use rstguard_common::{
+    maps::POLICY_DEFAULT,
+    state::{IfaceState, MAX_IFACES},
+    DaemonState, Policy,
+};
+use serde::Serialize;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing::{error, info, warn};
+
+use crate::{
+    attach::{attach_all, detach_all, Attachment, TcHook, XdpModeInForce},
+    cli::AttachArgs,
+    config::{self, Settings},
+    counters::{summary_line, Named},
+    ebpf::{LoadOptions, Loaded},
+    iface::Iface,
+    maps::Maps,
+    paths::PinDir,
+    policy::describe,
+    privileges::{self, ATTACH},
+};
+
+/// How long a flow closed by a RST stays in the table, and a flow in
+/// TIME_WAIT (Linux's TIME_WAIT lasts 60 s).
+const CLOSED_TTL: Duration = Duration::from_secs(10);
+const TIME_WAIT_TTL: Duration = Duration::from_secs(60);
+/// How often the flow table is swept (and its entries counted).
+const SWEEP_EVERY: Duration = Duration::from_secs(10);
+
+/// One attached interface, as the daemon reports it.
+#[derive(Clone, Debug)]
+pub struct AttachedView {
+    pub name: String,
+    pub ifindex: u32,
+    pub xdp_mode: String,
+    pub tc_hook: String,
+}
+
+/// What the daemon's tasks share.
+pub struct Shared {
+    pub maps: Maps,
+    pub state: DaemonState,
+    pub attached: Vec<AttachedView>,
+    pub top: events::Top,
+}
+
+impl Shared {
+    /// (name, ifindex) of every attached interface.
+    pub fn devices(&self) -> Vec<(String, u32)> {
+        self.attached
+            .iter()
+            .map(|a| (a.name.clone(), a.ifindex))
+            .collect()
+    }
+
+    pub fn iface_name(&self, ifindex: u32) -> &str {
+        self.attached
+            .iter()
+            .find(|a| a.ifindex == ifindex)
+            .map_or("?", |a| a.name.as_str())
+    }
+
+    /// Writes the published state (with the current top lists) to its map.
+    fn publish(&mut self) {
+        self.state.top_flows = self.top.top_flows();
+        self.state.top_ports = self.top.top_ports();
+        if let Err(e) = self.maps.set_state(&self.state) {
+            warn!(error = %e, "publishing the daemon state failed");
+        }
+    }
+}
+
+/// The signals the daemon handles, registered before anything is attached
+/// so that a SIGTERM at any moment detaches cleanly.
+struct Signals {
+    int: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+pub fn run(args: AttachArgs, pins: PinDir) -> anyhow::Result<()> {
+    privileges::require("rstguard attach", ATTACH)?;
+    let settings = config::load(&args)?;
+    let ifaces = Iface::resolve_all(&settings.interfaces)?;
+    if ifaces.len() > MAX_IFACES {
+        anyhow::bail!("at most {MAX_IFACES} interfaces per daemon");
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let signals = {
+        let _in_runtime = runtime.enter();
+        Signals {
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        }
+    };
+    let lock = pins.claim()?;
+    let result = run_claimed(&args, settings, &ifaces, &pins, runtime, signals);
+    if let Err(e) = pins.remove() {
+        warn!(error = %e, "removing the pinned maps failed");
+    }
+    drop(lock);
+    result
+}
+
+fn run_claimed(
+    args: &AttachArgs,
+    settings: Settings,
+    ifaces: &[Iface],
+    pins: &PinDir,
+    runtime: tokio::runtime::Runtime,
+    signals: Signals,
+) -> anyhow::Result<()> {
+    let metrics = match settings.metrics {
+        Some(addr) => Some(TcpListener::bind(addr).with_context(|| {
+            format!("cannot serve metrics on {addr} (choose another with --metrics ADDR:PORT, or --no-metrics)")
+        })?),
+        None => None,
+    };
+    let mut loaded = Loaded::load(&LoadOptions {
+        flows: settings.flows,
+    })?;
+    write_policy(
+        &mut loaded.maps,
+        ifaces.iter().map(|i| i.index),
+        &settings.policy,
+    )?;
+    for prefix in &settings.trust {
+        loaded.maps.trust(prefix)?;
+    }
+    info!(policy = %describe(&settings.policy), flows = settings.flows, pin_dir = %pins.dir().display(), "programs loaded");
+
+    let attachments = attach_all(&mut loaded, ifaces, |name| settings.mode_for(name))?;
+    if let Err(e) = loaded.maps.pin(pins) {
+        detach_all(&mut loaded, attachments);
+        return Err(e.into());
+    }
+
+    let ring = loaded.events.take();
+    let mut state = DaemonState {
+        pid: std::process::id(),
+        started_unix: unix_now(),
+        flow_capacity: settings.flows,
+        n_ifaces: attachments.len() as u32,
+        config_ok: 1,
+        ..DaemonState::default()
+    };
+    copy_str(&mut state.version, env!("CARGO_PKG_VERSION"));
+    for (slot, a) in state.ifaces.iter_mut().zip(&attachments) {
+        *slot = iface_state(a, &settings.policy);
+    }
+    let maps = std::mem::replace(&mut loaded.maps, Maps::open(pins)?);
+    let shared = Arc::new(Mutex::new(Shared {
+        maps,
+        state,
+        attached: attachments.iter().map(view).collect(),
+        top: events::Top::default(),
+    }));
+    shared.lock().expect("lock").publish();
+    if let Some(l) = &metrics {
+        info!(address = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "serving /metrics");
+    }
+
+    let json = settings.json;
+    let cx = Context {
+        args,
+        pins,
+        shared: &shared,
+        attachments: &attachments,
+    };
+    let result = runtime.block_on(serve(cx, settings, metrics, ring, signals));
+    report(&shared.lock().expect("lock").maps, &attachments, json);
+    detach_all(&mut loaded, attachments);
+    result
+}
+
+/// Writes `policy` as the default and for each interface.
+fn write_policy(
+    maps: &mut Maps,
+    ifindexes: impl Iterator<Item = u32>,
+    policy: &Policy,
+) -> Result<(), crate::Error> {
+    maps.set_policy(POLICY_DEFAULT, policy)?;
+    for i in ifindexes {
+        maps.set_policy(i, policy)?;
+    }
+    Ok(())
+}
+
+fn iface_state(a: &Attachment, policy: &Policy) -> IfaceState {
+    let mut s = IfaceState {
+        ifindex: a.iface.index,
+        xdp_link_id: a.xdp_link_id,
+        tc_link_id: a.tc_link_id,
+        xdp_mode: a.xdp_mode.raw(),
+        tc_hook: a.tc_hook.raw(),
+        level: policy.level,
+        ..IfaceState::default()
+    };
+    copy_str(&mut s.name, &a.iface.name);
+    s
+}
+
+fn view(a: &Attachment) -> AttachedView {
+    AttachedView {
+        name: a.iface.name.clone(),
+        ifindex: a.iface.index,
+        xdp_mode: a.xdp_mode.to_string(),
+        tc_hook: a.tc_hook.to_string(),
+    }
+}
+
+pub fn copy_str(dst: &mut [u8], s: &str) {
+    let n = s.len().min(dst.len());
+    dst.fill(0);
+    dst[..n].copy_from_slice(&s.as_bytes()[..n]);
+}
+
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of the programs' `last_seen_ns`.
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
+        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
+    })
+}
+
+/// What the serving loop works with.
+struct Context<'a> {
+    args: &'a AttachArgs,
+    pins: &'a PinDir,
+    shared: &'a Arc<Mutex<Shared>>,
+    attachments: &'a [Attachment],
+}
+
+async fn serve(
+    cx: Context<'_>,
+    mut settings: Settings,
+    metrics: Option<TcpListener>,
+    ring: Option<aya::maps::RingBuf<aya::maps::MapData>>,
+    mut signals: Signals,
+) -> anyhow::Result<()> {
+    let Context {
+        args,
+        pins,
+        shared,
+        attachments,
+    } = cx;
+    let _metrics = metrics.map(|l| tokio::spawn(metrics::serve(l, Arc::clone(shared))));
+    let _events = ring.map(|r| {
+        tokio::spawn(events::run(
+            r,
+            Arc::clone(shared),
+            settings.log_events_per_sec,
+        ))
+    });
+    let _sweeper = tokio::spawn(sweep_forever(pins.clone(), Arc::clone(shared)));
+
+    let mut second = tokio::time::interval(Duration::from_secs(1));
+    second.tick().await;
+    let mut seconds = 0u64;
+    let mut vanished: Vec<String> = Vec::new();
+    loop {
+        tokio::select! {
+            _ = signals.int.recv() => { info!("SIGINT: detaching"); return Ok(()); }
+            _ = signals.term.recv() => { info!("SIGTERM: detaching"); return Ok(()); }
+            _ = signals.hup.recv() => reload(args, &mut settings, shared),
+            _ = second.tick() => {
+                seconds += 1;
+                for a in attachments {
+                    if !a.iface.still_exists() && !vanished.contains(&a.iface.name) {
+                        error!(iface = %a.iface.name, "interface vanished: the kernel removed rstguard's programs with it");
+                        vanished.push(a.iface.name.clone());
+                        shared.lock().expect("lock").attached.retain(|v| v.name != a.iface.name);
+                    }
+                }
+                let mut s = shared.lock().expect("lock");
+                if settings.interval > 0 && seconds.is_multiple_of(settings.interval) {
+                    report(&s.maps, attachments, settings.json);
+                }
+                s.publish();
+            }
+        }
+    }
+}
+
+/// SIGHUP: re-reads the config file and applies its policy and trusted
+/// prefixes live. A bad file changes nothing (the old policy stays) and is
+/// reported with its line.
+fn reload(args: &AttachArgs, settings: &mut Settings, shared: &Arc<Mutex<Shared>>) {
+    let new = match config::load(args) {
+        Ok(new) => new,
+        Err(e) => {
+            error!(error = %e, "SIGHUP: config rejected; the old policy stays in force");
+            let mut s = shared.lock().expect("lock");
+            s.state.config_ok = 0;
+            s.publish();
+            return;
+        }
+    };
+    let mut s = shared.lock().expect("lock");
+    let ifindexes: Vec<u32> = s.attached.iter().map(|a| a.ifindex).collect();
+    let applied = write_policy(&mut s.maps, ifindexes.into_iter(), &new.policy).and_then(|()| {
+        for old in &settings.trust {
+            if !new.trust.contains(old) {
+                s.maps.distrust(old)?;
+            }
+        }
+        for p in &new.trust {
+            s.maps.trust(p)?;
+        }
+        Ok(())
+    });
+    if let Err(e) = applied {
+        error!(error = %e, "SIGHUP: applying the new policy failed");
+        s.state.config_ok = 0;
+        s.publish();
+        return;
+    }
+    for field in config::restart_needed(settings, &new) {
+        warn!(
+            field,
+            "SIGHUP: this setting changed in the config but needs a restart"
+        );
+    }
+    for slot in s.state.ifaces.iter_mut().filter(|i| i.ifindex != 0) {
+        slot.level = new.policy.level;
+    }
+    s.state.config_ok = 1;
+    s.state.config_reloads += 1;
+    s.publish();
+    info!(
+        policy = %describe(&new.policy),
+        trusted = new.trust.len(),
+        file = %new.config_path.as_ref().map_or("(none)".into(), |p| p.display().to_string()),
+        "SIGHUP: config reloaded"
+    );
+    let keep = (
+        settings.interfaces.clone(),
+        settings.mode,
+        settings.iface_modes.clone(),
+        settings.flows,
+        settings.metrics,
+    );
+    *settings = new;
+    (
+        settings.interfaces,
+        settings.mode,
+        settings.iface_modes,
+        settings.flows,
+        settings.metrics,
+    ) = keep;
+}
+
+/// Removes expired closed and TIME_WAIT flows every `SWEEP_EVERY`, and
+/// counts the table's entries, through its own handles on the pinned maps
+/// (a sweep of a large table must not hold up scrapes).
+async fn sweep_forever(pins: PinDir, shared: Arc<Mutex<Shared>>) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    loop {
+        tick.tick().await;
+        let pins = pins.clone();
+        let swept = tokio::task::spawn_blocking(move || {
+            let mut maps = Maps::open(&pins)?;
+            maps.sweep(
+                monotonic_ns(),
+                CLOSED_TTL.as_nanos() as u64,
+                TIME_WAIT_TTL.as_nanos() as u64,
+            )
+        })
+        .await;
+        match swept {
+            Ok(Ok((entries, removed))) => {
+                let mut s = shared.lock().expect("lock");
+                s.state.flow_entries = entries;
+                s.state.flows_counted_unix = unix_now();
+                if removed > 0 {
+                    tracing::debug!(removed, entries, "swept expired flows");
+                }
+            }
+            Ok(Err(e)) => warn!(error = %e, "sweeping the flow table failed"),
+            Err(e) => warn!(error = %e, "the sweeper panicked"),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct IfaceReport<'a> {
+    device: &'a str,
+    ifindex: u32,
+    xdp_mode: XdpModeInForce,
+    egress: TcHook,
+    #[serde(flatten)]
+    counters: Named,
+}
+
+/// Prints each interface's counters: one line each, or one JSON object.
+fn report(maps: &Maps, attachments: &[Attachment], json: bool) {
+    let mut reports = Vec::with_capacity(attachments.len());
+    for a in attachments {
+        let counters = match maps.counters(a.iface.index) {
+            Ok(c) => c,
+            Err(e) => {
+                error!(iface = %a.iface.name, error = %e, "reading counters failed");
+                continue;
+            }
+        };
+        if json {
+            reports.push(IfaceReport {
+                device: &a.iface.name,
+                ifindex: a.iface.index,
+                xdp_mode: a.xdp_mode,
+                egress: a.tc_hook,
+                counters: Named::from_counters(&counters),
+            });
+        } else {
+            println!(
+                "{} [xdp {}, egress {}]",
+                summary_line(&a.iface.name, &counters),
+                a.xdp_mode,
+                a.tc_hook
+            );
+        }
+    }
+    if json {
+        match serde_json::to_string(&serde_json::json!({ "interfaces": reports })) {
+            Ok(line) => println!("{line}"),
+            Err(e) => error!(error = %e, "encoding counters as JSON failed"),
+        }
+    }
+}
