@@ -14,6 +14,17 @@ pub fn run() -> anyhow::Result<()> {
         "-D",
         "warnings",
     ]))?;
+    // The systemd unit (the binary need not be installed for the check).
+    if which::which("systemd-analyze").is_ok() {
+        let unit = std::fs::read_to_string(cmd::root().join("packaging/rstguard.service"))?;
+        let path = std::env::temp_dir().join("rstguard-lint.service");
+        std::fs::write(&path, unit.replace("/usr/local/bin/rstguard", "/bin/true"))?;
+        cmd::run(
+            std::process::Command::new("systemd-analyze")
+                .arg("verify")
+                .arg(&path),
+        )?;
+    }
     // The eBPF crate, for its own target.
     cmd::run(
         std::process::Command::new("cargo")

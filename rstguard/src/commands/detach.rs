@@ -72,7 +72,7 @@ pub fn run(pins: &PinDir, args: &DetachArgs) -> anyhow::Result<()> {
         pins.remove()?;
         println!("removed {}", pins.dir().display());
     } else {
-        println!("nothing to remove under {}", pins.root().display());
+        println!("no pinned state left under {}", pins.root().display());
     }
     Ok(())
 }
@@ -81,6 +81,6 @@ pub fn run(pins: &PinDir, args: &DetachArgs) -> anyhow::Result<()> {
 fn remove_leftovers(iface: &str) {
     match tc::qdisc_detach_program(iface, TcAttachType::Egress, PROG_TC) {
         Ok(()) => println!("{iface}: removed a leftover egress filter"),
-        Err(_) => println!("{iface}: nothing of rstguard's attached"),
+        Err(_) => println!("{iface}: no leftover egress filter"),
     }
 }

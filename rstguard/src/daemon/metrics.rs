@@ -21,6 +21,29 @@ use tracing::{debug, warn};
 
 use super::Shared;
 
+/// Every metric family rstguard exports (the dashboard and the tests check
+/// against this list).
+pub const NAMES: &[&str] = &[
+    "rstguard_rst_packets_total",
+    "rstguard_packets_total",
+    "rstguard_tcp_packets_total",
+    "rstguard_host_rst_packets_total",
+    "rstguard_parse_errors_total",
+    "rstguard_non_first_fragments_total",
+    "rstguard_flows_created_total",
+    "rstguard_flow_create_failed_total",
+    "rstguard_closed_flow_packets_total",
+    "rstguard_events_lost_total",
+    "rstguard_flow_table_entries",
+    "rstguard_flow_table_capacity",
+    "rstguard_attached",
+    "rstguard_policy_level",
+    "rstguard_events_total",
+    "rstguard_events_suppressed_total",
+    "rstguard_build_info",
+    "rstguard_config_last_reload_successful",
+];
+
 /// Serves `/metrics` on `listener` until the task is dropped.
 pub async fn serve(listener: StdListener, shared: Arc<Mutex<Shared>>) {
     let listener = match listener
@@ -275,4 +298,34 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
     .into_iter()
     .map(|f| f.0)
     .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NAMES;
+
+    /// Every metric the dashboard queries is one rstguard exports.
+    #[test]
+    fn the_dashboard_uses_only_exported_metrics() {
+        let dash: serde_json::Value =
+            serde_json::from_str(include_str!("../../../packaging/grafana-dashboard.json"))
+                .unwrap();
+        assert_eq!(dash["__inputs"][0]["pluginId"], "prometheus");
+        let mut used = 0;
+        for panel in dash["panels"].as_array().unwrap() {
+            for target in panel["targets"].as_array().unwrap() {
+                let expr = target["expr"].as_str().unwrap();
+                for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+                    if word.starts_with("rstguard_") {
+                        assert!(
+                            NAMES.contains(&word),
+                            "the dashboard queries {word}, which is not exported"
+                        );
+                        used += 1;
+                    }
+                }
+            }
+        }
+        assert!(used >= NAMES.len(), "the dashboard shows too little");
+    }
 }

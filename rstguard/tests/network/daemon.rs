@@ -298,16 +298,17 @@ fn metrics_scrape_parses_and_matches_the_traffic() {
         ),
         1.0
     );
-    for family in [
-        "rstguard_parse_errors_total",
-        "rstguard_events_lost_total",
-        "rstguard_flow_create_failed_total",
-        "rstguard_flow_table_entries",
-        "rstguard_host_rst_packets_total",
-        "rstguard_non_first_fragments_total",
-    ] {
-        assert!(families.contains_key(family), "{family} missing");
+    for family in rstguard::daemon::metrics::NAMES {
+        assert!(
+            families.contains_key(*family),
+            "{family} missing from the scrape"
+        );
     }
+    assert_eq!(
+        families.len(),
+        rstguard::daemon::metrics::NAMES.len(),
+        "unlisted families"
+    );
     assert_eq!(http_get(s, "127.0.0.1:9477", "/nope").0, 404);
     let outcome = live.finish();
     assert_eq!(outcome.server_error, None);
