@@ -6,7 +6,7 @@ use std::{
     collections::HashMap,
     net::IpAddr,
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use aya::maps::{MapData, RingBuf};
@@ -119,15 +119,20 @@ pub async fn run(ring: RingBuf<MapData>, shared: Arc<Mutex<Shared>>, per_sec: u3
             return;
         }
     };
-    let mut window = Instant::now();
-    let mut logged = 0u32;
-    let mut suppressed = 0u64;
+    let mut limit = LogLimit::new(per_sec);
+    let mut second = tokio::time::interval(Duration::from_secs(1));
     loop {
-        let mut guard = match fd.readable_mut().await {
-            Ok(g) => g,
-            Err(e) => {
-                warn!(error = %e, "event ring buffer failed");
-                return;
+        let mut guard = tokio::select! {
+            ready = fd.readable_mut() => match ready {
+                Ok(g) => g,
+                Err(e) => {
+                    warn!(error = %e, "event ring buffer failed");
+                    return;
+                }
+            },
+            _ = second.tick() => {
+                limit.new_second();
+                continue;
             }
         };
         let ring = guard.get_inner_mut();
@@ -140,32 +145,55 @@ pub async fn run(ring: RingBuf<MapData>, shared: Arc<Mutex<Shared>>, per_sec: u3
             }
         }
         guard.clear_ready();
-        if batch.is_empty() {
-            continue;
-        }
-        if window.elapsed() >= Duration::from_secs(1) {
-            if suppressed > 0 {
-                info!(
-                    suppressed,
-                    "events left out of the log in the last second (over the log rate)"
-                );
-            }
-            window = Instant::now();
-            logged = 0;
-            suppressed = 0;
-        }
         let mut s = shared.lock().expect("daemon state lock");
         for e in &batch {
             s.top.record(e);
             s.state.events_seen += 1;
-            if logged < per_sec {
-                logged += 1;
+            if limit.allow() {
                 log(e, s.iface_name(e.ifindex));
             } else {
-                suppressed += 1;
                 s.state.events_suppressed += 1;
             }
         }
+    }
+}
+
+/// At most `per_sec` log lines a second; what was left out is summarised
+/// in one line when the second ends.
+struct LogLimit {
+    per_sec: u32,
+    logged: u32,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    fn new(per_sec: u32) -> LogLimit {
+        LogLimit {
+            per_sec,
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    fn allow(&mut self) -> bool {
+        if self.logged < self.per_sec {
+            self.logged += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    fn new_second(&mut self) {
+        if self.suppressed > 0 {
+            info!(
+                suppressed = self.suppressed,
+                "events left out of the log in the last second (over the log rate)"
+            );
+        }
+        self.logged = 0;
+        self.suppressed = 0;
     }
 }
 
@@ -183,11 +211,11 @@ fn log(e: &RstEvent, device: &str) {
     };
     if e.has_flow != 0 {
         info!(
-            device,
-            verdict = verdict_name(e.verdict),
-            action,
-            src,
-            dst,
+            device = %device,
+            verdict = %verdict_name(e.verdict),
+            action = %action,
+            src = %src,
+            dst = %dst,
             seq = e.seq,
             expected = e.expected,
             window = e.window,
@@ -196,11 +224,11 @@ fn log(e: &RstEvent, device: &str) {
         );
     } else {
         info!(
-            device,
-            verdict = verdict_name(e.verdict),
-            action,
-            src,
-            dst,
+            device = %device,
+            verdict = %verdict_name(e.verdict),
+            action = %action,
+            src = %src,
+            dst = %dst,
             seq = e.seq,
             ttl = e.ttl,
             "suspicious RST"

@@ -27,7 +27,16 @@ fn second_terminal_commands_work_against_a_running_daemon() {
     let s = &pair.server;
     let mut daemon = Daemon::start(
         s,
-        &["attach", "s0", "--interval", "0", "--event-sample", "1"],
+        &[
+            "attach",
+            "s0",
+            "--interval",
+            "0",
+            "--event-sample",
+            "1",
+            "--log-events-per-sec",
+            "3",
+        ],
     );
     let live = LiveTransfer::start(s, &pair.client, SERVER4, 5000);
     live.assert_flowing();
@@ -137,6 +146,13 @@ fn second_terminal_commands_work_against_a_running_daemon() {
         text.contains("most attacked flows") && text.contains("running"),
         "{text}"
     );
+    // Events are logged, at most 3 a second, the rest summarised.
+    let line = daemon.wait_log("suspicious RST");
+    assert!(
+        line.contains("verdict=out_of_window") && line.contains(&format!("dst={SERVER4}:5000")),
+        "{line}"
+    );
+    daemon.wait_log("events left out of the log");
 
     // the live flow survived all of it
     live.assert_flowing();
