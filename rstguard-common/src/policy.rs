@@ -61,8 +61,13 @@ pub struct Policy {
     pub inexact_interval_ns: u64,
     /// Send an event for one in this many suspicious RSTs (0: none).
     pub event_sample: u32,
-    pub _pad: u32,
+    /// `POLICY_*` bits for user space; the programs ignore them.
+    pub flags: u32,
 }
+
+/// `Policy::flags`: an operator set this level by hand; auto mode leaves it
+/// alone until `rstguard policy set level=auto`.
+pub const POLICY_PINNED: u32 = 1 << 0;
 
 const _: () = assert!(core::mem::size_of::<Policy>() == 24);
 
@@ -79,7 +84,7 @@ impl Default for Policy {
             inexact_burst: DEFAULT_INEXACT_PER_SEC,
             inexact_interval_ns: 1_000_000_000 / DEFAULT_INEXACT_PER_SEC as u64,
             event_sample: DEFAULT_EVENT_SAMPLE,
-            _pad: 0,
+            flags: 0,
         }
     }
 }
@@ -95,7 +100,7 @@ impl Policy {
         inexact_burst: 0,
         inexact_interval_ns: 0,
         event_sample: 0,
-        _pad: 0,
+        flags: 0,
     };
 
     #[inline(always)]

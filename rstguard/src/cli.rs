@@ -95,9 +95,12 @@ pub enum PolicyCmd {
     /// Show the live policy.
     Show(JsonArg),
     /// Change the live policy of every interface: KEY=VALUE with keys
-    /// level (monitor|enforce|strict), no_flow (pass|drop), time_wait
+    /// level (monitor|enforce|strict|auto), no_flow (pass|drop), time_wait
     /// (pass|drop), pickup (on|off), inexact_budget (N per second) and
     /// event_sample (one event per N suspicious RSTs; 0: none).
+    ///
+    /// Under --policy auto, setting a level pins it: the controller leaves
+    /// it alone until `policy set level=auto` hands it back.
     ///
     /// Example: rstguard policy set level=strict time_wait=drop
     Set {
@@ -195,9 +198,41 @@ pub struct PolicyArgs {
     /// monitor: drop nothing, count every verdict. enforce: drop RSTs out of
     /// the receiver's window, RSTs at a SYN that do not ACK it, and inexact
     /// RSTs over the per-flow budget. strict: also drop every inexact RST
-    /// inside the window (a real peer re-sends an exact one). [default: monitor]
+    /// inside the window (a real peer re-sends an exact one). auto: start at
+    /// the floor, go up one level when an attack lasts, back down after a
+    /// quiet period (see --floor, --ceiling, --escalate-above,
+    /// --escalate-after, --relax-below, --quiet-period). [default: monitor]
     #[arg(long = "policy", value_enum, value_name = "LEVEL")]
     pub level: Option<LevelArg>,
+
+    /// Auto: the lowest level. [default: monitor]
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub floor: Option<FixedLevel>,
+
+    /// Auto: the highest level. [default: strict]
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub ceiling: Option<FixedLevel>,
+
+    /// Auto: invalid RSTs per second (out_of_window, bad_syn_ack, in_window,
+    /// rate_limited) at or above which a second counts as under attack.
+    /// [default: 100]
+    #[arg(long, value_name = "RATE")]
+    pub escalate_above: Option<f64>,
+
+    /// Auto: consecutive attacked seconds before going up one level.
+    /// [default: 3]
+    #[arg(long, value_name = "SECS")]
+    pub escalate_after: Option<u32>,
+
+    /// Auto: invalid RSTs per second below which a second counts as quiet
+    /// (below --escalate-above: between the two, nothing moves). [default: 10]
+    #[arg(long, value_name = "RATE")]
+    pub relax_below: Option<f64>,
+
+    /// Auto: consecutive quiet seconds before going down one level.
+    /// [default: 60]
+    #[arg(long, value_name = "SECS")]
+    pub quiet_period: Option<u32>,
 
     /// What to do with RSTs of flows rstguard does not track. [default: pass]
     #[arg(long, value_enum, value_name = "ACTION")]
@@ -224,20 +259,43 @@ pub struct PolicyArgs {
     pub event_sample: Option<u32>,
 }
 
+/// `--policy`: a fixed level, or auto.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LevelArg {
     Monitor,
     Enforce,
     Strict,
+    Auto,
 }
 
-impl From<LevelArg> for Level {
-    fn from(l: LevelArg) -> Level {
+impl LevelArg {
+    /// The fixed level, or None for auto.
+    pub fn fixed(self) -> Option<Level> {
+        match self {
+            LevelArg::Monitor => Some(Level::Monitor),
+            LevelArg::Enforce => Some(Level::Enforce),
+            LevelArg::Strict => Some(Level::Strict),
+            LevelArg::Auto => None,
+        }
+    }
+}
+
+/// A level that is not auto (floors and ceilings).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FixedLevel {
+    Monitor,
+    Enforce,
+    Strict,
+}
+
+impl From<FixedLevel> for Level {
+    fn from(l: FixedLevel) -> Level {
         match l {
-            LevelArg::Monitor => Level::Monitor,
-            LevelArg::Enforce => Level::Enforce,
-            LevelArg::Strict => Level::Strict,
+            FixedLevel::Monitor => Level::Monitor,
+            FixedLevel::Enforce => Level::Enforce,
+            FixedLevel::Strict => Level::Strict,
         }
     }
 }

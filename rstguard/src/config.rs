@@ -17,7 +17,8 @@ use serde::Deserialize;
 
 use crate::{
     attach::ModeArg,
-    cli::{ActionArg, AttachArgs, LevelArg},
+    cli::{ActionArg, AttachArgs, FixedLevel, LevelArg},
+    controller::AutoConfig,
     paths::DEFAULT_CONFIG,
     trust::Prefix,
 };
@@ -44,6 +45,8 @@ pub struct ConfigFile {
     pub interval: Option<u64>,
     pub metrics: Option<String>,
     pub log_events_per_sec: Option<u32>,
+    /// Auto-mode settings, `[auto]` (with `policy = "auto"`).
+    pub auto: Option<AutoSection>,
     /// Per-interface settings, `[interface.eth0]`.
     #[serde(default)]
     pub interface: BTreeMap<String, IfaceSection>,
@@ -53,6 +56,39 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct IfaceSection {
     pub mode: Option<ModeArg>,
+    /// Auto mode's floor and ceiling for this interface.
+    pub floor: Option<FixedLevel>,
+    pub ceiling: Option<FixedLevel>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AutoSection {
+    pub floor: Option<FixedLevel>,
+    pub ceiling: Option<FixedLevel>,
+    pub escalate_above: Option<f64>,
+    pub escalate_after: Option<u32>,
+    pub relax_below: Option<f64>,
+    pub quiet_period: Option<u32>,
+}
+
+/// `--policy auto`: the settings for every interface, and the floors and
+/// ceilings of single interfaces.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoSettings {
+    pub config: AutoConfig,
+    pub per_iface: BTreeMap<String, (Option<Level>, Option<Level>)>,
+}
+
+impl AutoSettings {
+    pub fn for_iface(&self, name: &str) -> AutoConfig {
+        let mut c = self.config;
+        if let Some((floor, ceiling)) = self.per_iface.get(name) {
+            c.floor = floor.unwrap_or(c.floor);
+            c.ceiling = ceiling.unwrap_or(c.ceiling);
+        }
+        c
+    }
 }
 
 /// A configuration problem: one line, with the file position when there
@@ -67,7 +103,11 @@ pub struct Settings {
     pub interfaces: Vec<String>,
     pub mode: ModeArg,
     pub iface_modes: BTreeMap<String, ModeArg>,
+    /// The policy; under auto, its level is the floor (each interface
+    /// starts at its own floor).
     pub policy: Policy,
+    /// Present under `--policy auto`.
+    pub auto: Option<AutoSettings>,
     pub trust: Vec<Prefix>,
     pub flows: u32,
     pub interval: u64,
@@ -148,8 +188,15 @@ pub fn resolve(
         ));
     }
     let level = p.level.or(file.policy).unwrap_or(LevelArg::Monitor);
+    let auto = match level.fixed() {
+        Some(_) => None,
+        None => Some(auto_settings(p, file)?),
+    };
+    let start = level
+        .fixed()
+        .unwrap_or_else(|| auto.as_ref().map_or(Level::Monitor, |a| a.config.floor));
     let mut policy = Policy {
-        level: Level::from(level) as u8,
+        level: start as u8,
         no_flow: Action::from(p.no_flow.or(file.no_flow).unwrap_or(ActionArg::Pass)) as u8,
         time_wait: Action::from(p.time_wait.or(file.time_wait).unwrap_or(ActionArg::Pass)) as u8,
         pickup: u8::from(if p.no_pickup {
@@ -213,6 +260,7 @@ pub fn resolve(
         mode: args.mode.or(file.mode).unwrap_or(ModeArg::Auto),
         iface_modes,
         policy,
+        auto,
         trust,
         flows,
         interval: args.interval.or(file.interval).unwrap_or(10),
@@ -224,6 +272,51 @@ pub fn resolve(
             .unwrap_or(DEFAULT_LOG_EVENTS_PER_SEC),
         config_path,
     })
+}
+
+fn auto_settings(
+    p: &crate::cli::PolicyArgs,
+    file: &ConfigFile,
+) -> Result<AutoSettings, ConfigError> {
+    let d = AutoConfig::default();
+    let sec = file.auto.clone().unwrap_or_default();
+    let config = AutoConfig {
+        floor: p.floor.or(sec.floor).map_or(d.floor, Level::from),
+        ceiling: p.ceiling.or(sec.ceiling).map_or(d.ceiling, Level::from),
+        escalate_above: p
+            .escalate_above
+            .or(sec.escalate_above)
+            .unwrap_or(d.escalate_above),
+        escalate_after: p
+            .escalate_after
+            .or(sec.escalate_after)
+            .unwrap_or(d.escalate_after),
+        relax_below: p.relax_below.or(sec.relax_below).unwrap_or(d.relax_below),
+        quiet_period: p
+            .quiet_period
+            .or(sec.quiet_period)
+            .unwrap_or(d.quiet_period),
+    };
+    config.validate().map_err(ConfigError)?;
+    let mut per_iface = BTreeMap::new();
+    for (name, section) in &file.interface {
+        if section.floor.is_some() || section.ceiling.is_some() {
+            per_iface.insert(
+                name.clone(),
+                (
+                    section.floor.map(Level::from),
+                    section.ceiling.map(Level::from),
+                ),
+            );
+        }
+    }
+    let auto = AutoSettings { config, per_iface };
+    for name in auto.per_iface.keys() {
+        auto.for_iface(name)
+            .validate()
+            .map_err(|e| ConfigError(format!("interface {name}: {e}")))?;
+    }
+    Ok(auto)
 }
 
 /// Reads the config (when there is one) and resolves it with the flags.
@@ -282,7 +375,16 @@ mod tests {
         assert!(file.trust.is_some() && file.flows.is_some() && file.interval.is_some());
         assert!(file.metrics.is_some() && file.log_events_per_sec.is_some());
         assert!(!file.interface.is_empty());
+        let auto = file.auto.as_ref().expect("an [auto] section");
+        assert!(auto.floor.is_some() && auto.ceiling.is_some() && auto.escalate_above.is_some());
+        assert!(
+            auto.escalate_after.is_some()
+                && auto.relax_below.is_some()
+                && auto.quiet_period.is_some()
+        );
+        assert!(file.interface["eth0"].floor.is_some() && file.interface["eth0"].ceiling.is_some());
         resolve(&args(&[]), &file, None).expect("the sample resolves");
+        resolve(&args(&["--policy", "auto"]), &file, None).expect("the sample resolves under auto");
     }
 
     #[test]
@@ -309,6 +411,45 @@ mod tests {
         assert_eq!(s.policy.level(), Level::Enforce);
         assert_eq!(s.policy.inexact_per_sec(), 3, "not overridden");
         assert_eq!(s.metrics, None);
+    }
+
+    #[test]
+    fn auto_mode_from_flags_file_and_interface_sections() {
+        let file = parse(
+            "interfaces = [\"a0\", \"b0\"]\npolicy = \"auto\"\n[auto]\nescalate_above = 50\nquiet_period = 9\n[interface.b0]\nfloor = \"enforce\"\n",
+            Path::new("f"),
+        )
+        .unwrap();
+        let s = resolve(&args(&["--escalate-after", "2"]), &file, None).unwrap();
+        let auto = s.auto.expect("auto");
+        assert_eq!(auto.config.escalate_above, 50.0);
+        assert_eq!(auto.config.escalate_after, 2);
+        assert_eq!(auto.config.quiet_period, 9);
+        assert_eq!(auto.for_iface("a0").floor, Level::Monitor);
+        assert_eq!(auto.for_iface("b0").floor, Level::Enforce);
+        assert_eq!(auto.for_iface("b0").ceiling, Level::Strict);
+        assert_eq!(s.policy.level(), Level::Monitor, "starts at the floor");
+        let bad = resolve(
+            &args(&[
+                "x0",
+                "--policy",
+                "auto",
+                "--floor",
+                "strict",
+                "--ceiling",
+                "enforce",
+            ]),
+            &ConfigFile::default(),
+            None,
+        );
+        assert!(bad.unwrap_err().to_string().contains("above the ceiling"));
+        let fixed = resolve(
+            &args(&["x0", "--policy", "strict"]),
+            &ConfigFile::default(),
+            None,
+        )
+        .unwrap();
+        assert!(fixed.auto.is_none());
     }
 
     #[test]

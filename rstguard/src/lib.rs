@@ -5,6 +5,7 @@ pub mod attach;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod controller;
 pub mod counters;
 pub mod daemon;
 pub mod ebpf;

@@ -53,6 +53,9 @@ pub fn apply(p: &mut Policy, setting: &str) -> Result<(), String> {
             .ok_or_else(|| format!("{key}: '{value}' is not a number from 0 to {max}"))
     };
     match key {
+        "level" if value == "auto" => {
+            return Err("level=auto hands the level back to auto mode; it is not a level".into())
+        }
         "level" => p.level = value.parse::<Level>().map_err(|e| e.to_string())? as u8,
         "no_flow" => p.no_flow = value.parse::<Action>().map_err(|e| e.to_string())? as u8,
         "time_wait" => p.time_wait = value.parse::<Action>().map_err(|e| e.to_string())? as u8,

@@ -11,7 +11,7 @@ use crate::{
     paths::PinDir,
     policy::{describe, PolicyView},
 };
-use rstguard_common::{Level, Policy};
+use rstguard_common::{policy::POLICY_PINNED, Level, Policy};
 
 #[derive(Serialize)]
 struct Status {
@@ -49,8 +49,18 @@ struct IfaceStatus {
     xdp_attached: bool,
     egress_attached: bool,
     level: Level,
+    /// Under auto: the range it moves in, and whether an operator pinned it.
+    auto: Option<AutoStatus>,
     escalations: u32,
     deescalations: u32,
+    last_change_secs_ago: Option<u64>,
+}
+
+#[derive(Serialize)]
+struct AutoStatus {
+    floor: Level,
+    ceiling: Level,
+    pinned: bool,
 }
 
 #[derive(Serialize)]
@@ -113,8 +123,19 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
                     .ok()
                     .flatten()
                     .map_or(policy.level(), |p: Policy| p.level()),
+                auto: (s.auto != 0).then(|| AutoStatus {
+                    floor: Level::from_raw(i.floor),
+                    ceiling: Level::from_raw(i.ceiling),
+                    pinned: maps
+                        .policy(i.ifindex)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|p| p.flags & POLICY_PINNED != 0),
+                }),
                 escalations: i.escalations,
                 deescalations: i.deescalations,
+                last_change_secs_ago: (i.last_change_unix != 0)
+                    .then(|| now.saturating_sub(i.last_change_unix)),
             })
             .collect(),
         top_flows: s
@@ -187,14 +208,32 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
     println!("interfaces:");
     for i in &status.interfaces {
         let yes = |b: bool| if b { "attached" } else { "DETACHED" };
+        let auto = match &i.auto {
+            Some(a) => format!(
+                " (auto {}..{}{}; {} up, {} down{})",
+                a.floor,
+                a.ceiling,
+                if a.pinned {
+                    ", PINNED by the operator"
+                } else {
+                    ""
+                },
+                i.escalations,
+                i.deescalations,
+                i.last_change_secs_ago
+                    .map_or(String::new(), |s| format!(", last change {s}s ago"))
+            ),
+            None => String::new(),
+        };
         println!(
-            "  {:<12} xdp {} ({}), egress {} ({}), level {}",
+            "  {:<12} xdp {} ({}), egress {} ({}), level {}{}",
             i.device,
             i.xdp_mode.map_or("?".into(), |m| m.to_string()),
             yes(i.xdp_attached),
             i.egress.map_or("?".into(), |m| m.to_string()),
             yes(i.egress_attached),
-            i.level
+            i.level,
+            auto
         );
     }
     if !status.top_flows.is_empty() {

@@ -38,6 +38,8 @@ pub const NAMES: &[&str] = &[
     "rstguard_flow_table_capacity",
     "rstguard_attached",
     "rstguard_policy_level",
+    "rstguard_policy_auto",
+    "rstguard_policy_transitions_total",
     "rstguard_events_total",
     "rstguard_events_suppressed_total",
     "rstguard_build_info",
@@ -249,8 +251,29 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         "Policy level in force per device: 0 monitor, 1 enforce, 2 strict.",
         GAUGE,
     );
+    let mut auto = Family::new(
+        "rstguard_policy_auto",
+        "1 when auto mode moves this device's level; 0 for a fixed level or one an operator pinned.",
+        GAUGE,
+    );
+    let mut transitions = Family::new(
+        "rstguard_policy_transitions_total",
+        "Auto-mode level changes, by direction (up, down).",
+        COUNTER,
+    );
     for a in &s.attached {
         let d = a.name.as_str();
+        let controlled = s.auto.iter().any(|x| x.ifindex == a.ifindex && !x.pinned);
+        auto.add(&[("device", d)], f64::from(u8::from(controlled)));
+        let st = s.state.ifaces.iter().find(|i| i.ifindex == a.ifindex);
+        transitions.add(
+            &[("device", d), ("direction", "up")],
+            st.map_or(0, |i| i.escalations) as f64,
+        );
+        transitions.add(
+            &[("device", d), ("direction", "down")],
+            st.map_or(0, |i| i.deescalations) as f64,
+        );
         attached.add(
             &[("device", d), ("hook", "xdp"), ("mode", &a.xdp_mode)],
             1.0,
@@ -292,8 +315,26 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
     reload.add(&[], f64::from(s.state.config_ok));
 
     [
-        rst, packets, tcp, own_rst, parse, frags, created, failed, closed, lost, entries, capacity,
-        attached, level, events, suppressed, build, reload,
+        rst,
+        packets,
+        tcp,
+        own_rst,
+        parse,
+        frags,
+        created,
+        failed,
+        closed,
+        lost,
+        entries,
+        capacity,
+        attached,
+        level,
+        auto,
+        transitions,
+        events,
+        suppressed,
+        build,
+        reload,
     ]
     .into_iter()
     .map(|f| f.0)

@@ -27,6 +27,7 @@ use std::{
 use anyhow::Context as _;
 use rstguard_common::{
     maps::POLICY_DEFAULT,
+    policy::POLICY_PINNED,
     state::{IfaceState, MAX_IFACES},
     DaemonState, Policy,
 };
@@ -38,6 +39,7 @@ use crate::{
     attach::{attach_all, detach_all, Attachment, TcHook, XdpModeInForce},
     cli::AttachArgs,
     config::{self, Settings},
+    controller::{Controller, Direction, Sample},
     counters::{summary_line, Named},
     ebpf::{LoadOptions, Loaded},
     iface::Iface,
@@ -63,12 +65,23 @@ pub struct AttachedView {
     pub tc_hook: String,
 }
 
+/// Auto mode on one interface.
+pub struct AutoIface {
+    pub ifindex: u32,
+    pub name: String,
+    pub controller: Controller,
+    /// An operator pinned the level (`policy set level=...`).
+    pub pinned: bool,
+}
+
 /// What the daemon's tasks share.
 pub struct Shared {
     pub maps: Maps,
     pub state: DaemonState,
     pub attached: Vec<AttachedView>,
     pub top: events::Top,
+    /// One controller per interface under `--policy auto` (else empty).
+    pub auto: Vec<AutoIface>,
 }
 
 impl Shared {
@@ -85,6 +98,78 @@ impl Shared {
             .iter()
             .find(|a| a.ifindex == ifindex)
             .map_or("?", |a| a.name.as_str())
+    }
+
+    /// One second of auto mode: feeds each controller its interface's
+    /// counters and applies what it decides (unless an operator pinned the
+    /// level, which pauses it until `policy set level=auto`).
+    fn control(&mut self, now: f64) {
+        for i in 0..self.auto.len() {
+            let ifindex = self.auto[i].ifindex;
+            let counters = match self.maps.counters(ifindex) {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "auto: reading counters failed");
+                    continue;
+                }
+            };
+            let mut policy = match self.maps.policy(ifindex) {
+                Ok(Some(p)) => p,
+                Ok(None) => continue,
+                Err(e) => {
+                    warn!(error = %e, "auto: reading the policy failed");
+                    continue;
+                }
+            };
+            let a = &mut self.auto[i];
+            let decision = a.controller.step(now, Sample::from_counters(&counters));
+            let pinned = policy.flags & POLICY_PINNED != 0;
+            if pinned || a.pinned {
+                if pinned != a.pinned {
+                    info!(
+                        device = %a.name,
+                        level = %policy.level(),
+                        "{}",
+                        if pinned {
+                            "auto: the operator pinned the level; auto control paused"
+                        } else {
+                            "auto: the operator handed the level back; auto control resumed"
+                        }
+                    );
+                }
+                a.pinned = pinned;
+                a.controller.resume_at(policy.level());
+                continue;
+            }
+            let Some(d) = decision else { continue };
+            policy.level = d.to as u8;
+            if let Err(e) = self.maps.set_policy(ifindex, &policy) {
+                warn!(device = %a.name, error = %e, "auto: writing the new level failed");
+                a.controller.resume_at(d.from);
+                continue;
+            }
+            info!(
+                device = %a.name,
+                from = %d.from,
+                to = %d.to,
+                why = %d.why,
+                invalid_rate = format!("{:.1}/s", d.invalid_rate),
+                legit_rate = format!("{:.1}/s", d.legit_rate),
+                "{}",
+                match d.direction {
+                    Direction::Up => "auto: policy escalated",
+                    Direction::Down => "auto: policy relaxed",
+                }
+            );
+            if let Some(st) = self.state.ifaces.iter_mut().find(|x| x.ifindex == ifindex) {
+                st.level = d.to as u8;
+                st.last_change_unix = unix_now();
+                match d.direction {
+                    Direction::Up => st.escalations += 1,
+                    Direction::Down => st.deescalations += 1,
+                }
+            }
+        }
     }
 
     /// Writes the published state (with the current top lists) to its map.
@@ -155,6 +240,26 @@ fn run_claimed(
         ifaces.iter().map(|i| i.index),
         &settings.policy,
     )?;
+    // Under auto, each interface starts at its own floor.
+    let auto: Vec<AutoIface> = match &settings.auto {
+        Some(a) => ifaces
+            .iter()
+            .map(|i| AutoIface {
+                ifindex: i.index,
+                name: i.name.clone(),
+                controller: Controller::new(a.for_iface(&i.name)),
+                pinned: false,
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    for a in &auto {
+        let p = Policy {
+            level: a.controller.level() as u8,
+            ..settings.policy
+        };
+        loaded.maps.set_policy(a.ifindex, &p)?;
+    }
     for prefix in &settings.trust {
         loaded.maps.trust(prefix)?;
     }
@@ -173,11 +278,17 @@ fn run_claimed(
         flow_capacity: settings.flows,
         n_ifaces: attachments.len() as u32,
         config_ok: 1,
+        auto: u8::from(settings.auto.is_some()),
         ..DaemonState::default()
     };
     copy_str(&mut state.version, env!("CARGO_PKG_VERSION"));
     for (slot, a) in state.ifaces.iter_mut().zip(&attachments) {
         *slot = iface_state(a, &settings.policy);
+        if let Some(ctl) = auto.iter().find(|x| x.ifindex == a.iface.index) {
+            slot.level = ctl.controller.level() as u8;
+            slot.floor = ctl.controller.config.floor as u8;
+            slot.ceiling = ctl.controller.config.ceiling as u8;
+        }
     }
     let maps = std::mem::replace(&mut loaded.maps, Maps::open(pins)?);
     let shared = Arc::new(Mutex::new(Shared {
@@ -185,6 +296,7 @@ fn run_claimed(
         state,
         attached: attachments.iter().map(view).collect(),
         top: events::Top::default(),
+        auto,
     }));
     shared.lock().expect("lock").publish();
     if let Some(l) = &metrics {
@@ -292,6 +404,8 @@ async fn serve(
 
     let mut second = tokio::time::interval(Duration::from_secs(1));
     second.tick().await;
+    let clock = std::time::Instant::now();
+    shared.lock().expect("lock").control(0.0);
     let mut seconds = 0u64;
     let mut vanished: Vec<String> = Vec::new();
     loop {
@@ -309,6 +423,7 @@ async fn serve(
                     }
                 }
                 let mut s = shared.lock().expect("lock");
+                s.control(clock.elapsed().as_secs_f64());
                 if settings.interval > 0 && seconds.is_multiple_of(settings.interval) {
                     report(&s.maps, attachments, settings.json);
                 }
@@ -333,8 +448,48 @@ fn reload(args: &AttachArgs, settings: &mut Settings, shared: &Arc<Mutex<Shared>
         }
     };
     let mut s = shared.lock().expect("lock");
+    if new.auto.is_some() != settings.auto.is_some() {
+        error!(
+            "SIGHUP: config rejected: switching between --policy auto and a fixed level needs a \
+             restart; the old policy stays in force"
+        );
+        s.state.config_ok = 0;
+        s.publish();
+        return;
+    }
     let ifindexes: Vec<u32> = s.attached.iter().map(|a| a.ifindex).collect();
+    let auto_levels: Vec<(u32, Policy)> = s
+        .auto
+        .iter()
+        .map(|a| {
+            let level = match &new.auto {
+                Some(n) => a
+                    .controller
+                    .level()
+                    .clamp(n.for_iface(&a.name).floor, n.for_iface(&a.name).ceiling),
+                None => a.controller.level(),
+            };
+            let flags = s
+                .maps
+                .policy(a.ifindex)
+                .ok()
+                .flatten()
+                .map_or(0, |p| p.flags);
+            (
+                a.ifindex,
+                Policy {
+                    level: level as u8,
+                    flags,
+                    ..new.policy
+                },
+            )
+        })
+        .collect();
     let applied = write_policy(&mut s.maps, ifindexes.into_iter(), &new.policy).and_then(|()| {
+        // Auto keeps each interface's own level (and an operator's pin).
+        for (ifindex, p) in &auto_levels {
+            s.maps.set_policy(*ifindex, p)?;
+        }
         for old in &settings.trust {
             if !new.trust.contains(old) {
                 s.maps.distrust(old)?;
@@ -357,8 +512,23 @@ fn reload(args: &AttachArgs, settings: &mut Settings, shared: &Arc<Mutex<Shared>
             "SIGHUP: this setting changed in the config but needs a restart"
         );
     }
+    if let Some(n) = &new.auto {
+        for a in s.auto.iter_mut() {
+            let level = a.controller.level();
+            a.controller.config = n.for_iface(&a.name);
+            a.controller.resume_at(level);
+        }
+    }
+    let levels: Vec<(u32, u8)> = s
+        .auto
+        .iter()
+        .map(|a| (a.ifindex, a.controller.level() as u8))
+        .collect();
     for slot in s.state.ifaces.iter_mut().filter(|i| i.ifindex != 0) {
-        slot.level = new.policy.level;
+        slot.level = levels
+            .iter()
+            .find(|(i, _)| *i == slot.ifindex)
+            .map_or(new.policy.level, |(_, l)| *l);
     }
     s.state.config_ok = 1;
     s.state.config_reloads += 1;
@@ -369,21 +539,13 @@ fn reload(args: &AttachArgs, settings: &mut Settings, shared: &Arc<Mutex<Shared>
         file = %new.config_path.as_ref().map_or("(none)".into(), |p| p.display().to_string()),
         "SIGHUP: config reloaded"
     );
-    let keep = (
-        settings.interfaces.clone(),
-        settings.mode,
-        settings.iface_modes.clone(),
-        settings.flows,
-        settings.metrics,
-    );
-    *settings = new;
-    (
-        settings.interfaces,
-        settings.mode,
-        settings.iface_modes,
-        settings.flows,
-        settings.metrics,
-    ) = keep;
+    // What needs a restart keeps its running value.
+    let running = std::mem::replace(settings, new);
+    settings.interfaces = running.interfaces;
+    settings.mode = running.mode;
+    settings.iface_modes = running.iface_modes;
+    settings.flows = running.flows;
+    settings.metrics = running.metrics;
 }
 
 /// Removes expired closed and TIME_WAIT flows every `SWEEP_EVERY`, and

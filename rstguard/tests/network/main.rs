@@ -2,6 +2,7 @@
 //! real `rstguard` binary attached through its CLI, spoofed RSTs from a raw
 //! socket. Needs root; everything created is removed, also on failure.
 
+mod auto;
 mod daemon;
 mod lab;
 mod spoof;
@@ -308,7 +309,7 @@ fn bad_input_gets_one_clear_line_and_changes_nothing() {
     let (code, err) = rstguard_in(&pair.server, &[], &["attach", "s0", "--policy", "lax"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("[possible values: monitor, enforce, strict]"),
+        err.contains("[possible values: monitor, enforce, strict, auto]"),
         "{err}"
     );
     // A pin directory that is not on a BPF filesystem.

@@ -55,3 +55,46 @@ pub fn random_rsts(ns: &crate::lab::Netns, src: SocketAddrV4, dst: SocketAddrV4,
     // Let them land before anyone reads counters.
     std::thread::sleep(std::time::Duration::from_millis(200));
 }
+
+/// A paced flood of spoofed RSTs (`per_tick` every 100 ms) from `ns`, until
+/// stopped or `max` seconds pass.
+pub struct Flood {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: std::thread::JoinHandle<u64>,
+}
+
+impl Flood {
+    pub fn start(
+        ns: &crate::lab::Netns,
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        per_tick: u32,
+        max_secs: u64,
+    ) -> Flood {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&stop);
+        let handle = ns.spawn(move || {
+            use rand::Rng;
+            let s = Spoofer::v4();
+            let mut rng = rand::thread_rng();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(max_secs);
+            let mut sent = 0u64;
+            while !flag.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                for _ in 0..per_tick {
+                    s.rst(src, dst, rng.gen(), rng.gen());
+                    sent += 1;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            sent
+        });
+        Flood { stop, handle }
+    }
+
+    /// Stops it; returns how many RSTs it sent.
+    pub fn stop(self) -> u64 {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.handle.join().expect("the flood thread panicked")
+    }
+}
