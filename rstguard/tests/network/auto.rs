@@ -6,9 +6,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use crate::{
-    lab::*,
-    spoof::{v4, Flood},
+use rstguard_lab::{
+    http_get, sockaddr as v4, spoof::Flood, Daemon, LiveTransfer, Netns, Pair, CLIENT4, SERVER4,
 };
 
 fn level(ns: &Netns) -> (String, bool) {

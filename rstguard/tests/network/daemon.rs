@@ -6,9 +6,9 @@ use std::{fs, time::Duration};
 use nix::sys::signal::Signal;
 use serde_json::Value;
 
-use crate::{
-    lab::*,
-    spoof::{random_rsts, v4},
+use rstguard_lab::{
+    http_get, n, rstguard_bin, sockaddr as v4, spoof::random_rsts, Daemon, LiveTransfer, Netns,
+    Pair, CLIENT4, SERVER4,
 };
 
 fn rst_count(stats: &Value, dev: &str, verdict: &str, action: &str) -> u64 {
@@ -489,7 +489,7 @@ fn under_ip_netns_exec_the_daemon_mounts_its_own_bpffs() {
         "netns",
         "exec",
         &s.name,
-        rstguard_bin(),
+        rstguard_bin().to_str().unwrap(),
         "attach",
         "s0",
         "--interval",
@@ -505,7 +505,7 @@ fn under_ip_netns_exec_the_daemon_mounts_its_own_bpffs() {
             &daemon.pid().to_string(),
             "-m",
             "-n",
-            rstguard_bin(),
+            rstguard_bin().to_str().unwrap(),
             "status",
             "--json",
         ])

@@ -4,8 +4,6 @@
 
 mod auto;
 mod daemon;
-mod lab;
-mod spoof;
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -19,10 +17,12 @@ use std::{
 };
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use lab::*;
 use rand::Rng;
+use rstguard_lab::{
+    daemon::iface, http_get, n, rstguard_bin, sockaddr, spoof::Spoofer, traffic::drain, Daemon,
+    Netns, Pair, CLIENT4, SERVER4,
+};
 use socket2::SockRef;
-use spoof::{v4, Spoofer};
 
 #[test]
 fn attach_counts_traffic_and_rsts_then_detaches_on_sigterm() {
@@ -172,10 +172,15 @@ fn enforce_survives_1000_blind_rsts_and_accounts_for_each() {
     // 1,000 RSTs at random sequence numbers, spoofed as the client.
     let before = received.load(Ordering::Relaxed);
     pair.client.run(move || {
-        let spoofer = Spoofer::v4();
+        let spoofer = Spoofer::new(false);
         let mut rng = rand::thread_rng();
         for _ in 0..SPOOFED {
-            spoofer.rst(v4(CLIENT4, cport), v4(SERVER4, 5000), rng.gen(), rng.gen());
+            spoofer.rst(
+                sockaddr(CLIENT4, cport),
+                sockaddr(SERVER4, 5000),
+                rng.gen(),
+                Some(rng.gen()),
+            );
         }
     });
     thread::sleep(Duration::from_millis(500));

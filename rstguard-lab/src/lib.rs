@@ -1,0 +1,68 @@
+//! rstguard's network lab. Everything runs in network namespaces this code
+//! creates (addresses in 10.200-10.205.x.x and fd00:200::/64, fd01::/16)
+//! and removes on drop, so a failing test cleans up too; every loop is
+//! bounded in packets and time.
+//!
+//! * [`netns`]: namespaces, veth pairs, a private BPF filesystem each;
+//! * [`daemon`]: a running `rstguard attach`, and the CLI beside it;
+//! * [`traffic`]: live transfers, HTTP scrapes, socket helpers;
+//! * [`spoof`]: RSTs from raw sockets, as a blind attacker sends them;
+//! * [`routed`]: client, router, server and attacker, IPv4 and IPv6;
+//! * [`legacy`]: a smoltcp peer on a TAP device (accepts any in-window RST).
+
+pub mod daemon;
+pub mod legacy;
+pub mod netns;
+pub mod routed;
+pub mod spoof;
+pub mod traffic;
+
+use std::{path::PathBuf, process::Command};
+
+pub use daemon::Daemon;
+pub use netns::{Netns, Pair, CLIENT4, CLIENT6, SERVER4, SERVER6};
+pub use traffic::{http_get, sockaddr, LiveTransfer, Outcome};
+
+/// The `rstguard` binary the lab runs: `RSTGUARD_BIN`, else the one built
+/// next to the running executable (test binaries live in `deps/` below it).
+pub fn rstguard_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("RSTGUARD_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("the current executable");
+    let mut dir = exe.parent().expect("a directory").to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("rstguard")
+}
+
+pub fn require_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        panic!(
+            "the network lab creates namespaces and loads eBPF programs: run it as root \
+             (`sudo -E cargo xtask test`)"
+        );
+    }
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(args: &[&str]) -> String {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {args:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A JSON number as u64.
+pub fn n(v: &serde_json::Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
