@@ -10,6 +10,7 @@
 //! * [`routed`]: client, router, server and attacker, IPv4 and IPv6;
 //! * [`legacy`]: a smoltcp peer on a TAP device (accepts any in-window RST).
 
+pub mod attack;
 pub mod daemon;
 pub mod legacy;
 pub mod netns;

@@ -126,6 +126,10 @@ impl Drop for Netns {
         let _ = Command::new("ip")
             .args(["netns", "del", &self.name])
             .status();
+        // The private bpffs: lazily, in case a process that held a file on
+        // it is still being reaped.
+        let _ = Command::new("umount").arg("-l").arg(&self.bpffs).status();
+        let _ = std::fs::remove_dir(&self.bpffs);
     }
 }
 
@@ -142,6 +146,10 @@ pub const SERVER6: &str = "fd00:200::1";
 pub const CLIENT6: &str = "fd00:200::2";
 
 impl Pair {
+    #[expect(
+        clippy::new_without_default,
+        reason = "creates network namespaces: nothing a default value should do"
+    )]
     pub fn new() -> Pair {
         require_root();
         let server = Netns::new("srv");
@@ -167,5 +175,25 @@ impl Pair {
             ns.ip(&["link", "set", dev, "up"]);
         }
         Pair { server, client }
+    }
+}
+
+/// Removes every namespace this process created (and what runs in them):
+/// for a Ctrl-C handler, when destructors will not run.
+pub fn remove_all_of_this_process() {
+    let prefix = format!("rgt-{}-", std::process::id());
+    let list = Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    for line in String::from_utf8_lossy(&list).lines() {
+        let name = line.split_whitespace().next().unwrap_or("");
+        if name.starts_with(&prefix) {
+            drop(Netns {
+                name: name.to_string(),
+                bpffs: std::env::temp_dir().join(format!("{name}-bpffs")),
+            });
+        }
     }
 }

@@ -93,6 +93,10 @@ fn sysctl(ns: &Netns, key: &str, value: &str) {
 }
 
 impl Routed {
+    #[expect(
+        clippy::new_without_default,
+        reason = "creates network namespaces: nothing a default value should do"
+    )]
     pub fn new() -> Routed {
         require_root();
         let client = Netns::new("cli");

@@ -62,14 +62,35 @@ pub fn rst_packet(src: SocketAddr, dst: SocketAddr, seq: u32, ack: Option<u32>) 
     pkt
 }
 
+/// Packets sent back to back before a 1 ms pause: a veth ring holds 256,
+/// and what overflows it never reaches XDP (or anything else).
+const BURST: u32 = 64;
+
 /// Sends `n` RST|ACKs at random sequence (and ACK) numbers from `src` to
 /// `dst`, from a raw socket in `ns`, then lets them land.
 pub fn random_rsts(ns: &Netns, src: SocketAddr, dst: SocketAddr, n: u32) {
     ns.run(move || {
         let s = Spoofer::new(dst.is_ipv6());
         let mut rng = rand::thread_rng();
-        for _ in 0..n {
+        for i in 0..n {
             s.rst(src, dst, rng.gen(), Some(rng.gen()));
+            if i % BURST == BURST - 1 {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+    });
+    thread::sleep(Duration::from_millis(300));
+}
+
+/// Sends one RST (ACK `ack`) per sequence number in `seqs`.
+pub fn rsts_at(ns: &Netns, src: SocketAddr, dst: SocketAddr, seqs: Vec<u32>, ack: Option<u32>) {
+    ns.run(move || {
+        let s = Spoofer::new(dst.is_ipv6());
+        for (i, seq) in seqs.into_iter().enumerate() {
+            s.rst(src, dst, seq, ack);
+            if i as u32 % BURST == BURST - 1 {
+                thread::sleep(Duration::from_millis(1));
+            }
         }
     });
     thread::sleep(Duration::from_millis(300));
@@ -88,6 +109,9 @@ pub fn sweep(ns: &Netns, src: SocketAddr, dst: SocketAddr, step: u32, start: u32
             s.rst(src, dst, seq, None);
             seq = seq.wrapping_add(step);
             sent += 1;
+            if sent.is_multiple_of(u64::from(BURST)) {
+                thread::sleep(Duration::from_micros(500));
+            }
         }
         sent
     })

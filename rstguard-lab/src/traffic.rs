@@ -156,6 +156,19 @@ impl LiveTransfer {
         }
     }
 
+    /// Waits (bounded) until the legacy peer receives more bytes.
+    pub fn assert_flowing_to(&self, peer: &crate::legacy::LegacyPeer) {
+        let before = peer.received();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while peer.received() == before {
+            assert!(
+                Instant::now() < deadline,
+                "the transfer to the legacy peer stalled"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Whether the client has stopped (an error ended it).
     pub fn client_done(&self) -> bool {
         self.client.is_finished()
@@ -167,8 +180,7 @@ impl LiveTransfer {
         let sent = self.client.join().expect("the client thread panicked");
         let server_error = self
             .server
-            .map(|s| s.join().expect("the server thread panicked"))
-            .flatten();
+            .and_then(|s| s.join().expect("the server thread panicked"));
         Outcome {
             sent,
             received: self.received.load(Ordering::Relaxed),
@@ -212,4 +224,23 @@ pub fn nstat(ns: &Netns, counters: &[&str]) -> Vec<u64> {
                 .unwrap_or(0)
         })
         .collect()
+}
+
+/// Binds a listener on `addr` in `ns`, waits until it is bound, and runs
+/// `serve` on it there (on the namespace's thread).
+pub fn serve_on<T: Send + 'static>(
+    ns: &Netns,
+    addr: SocketAddr,
+    serve: impl FnOnce(std::net::TcpListener) -> T + Send + 'static,
+) -> JoinHandle<T> {
+    let (ready_tx, ready_rx) = mpsc::channel();
+    let handle = ns.spawn(move || {
+        let l = std::net::TcpListener::bind(addr).expect("binding the listener");
+        ready_tx.send(()).expect("signalling readiness");
+        serve(l)
+    });
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the listener is bound");
+    handle
 }

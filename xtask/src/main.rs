@@ -36,6 +36,9 @@ enum Command {
     Test(test::Args),
     /// rustfmt check, clippy on user space, clippy on the eBPF crate.
     Lint,
+    /// Show a blind RST attack killing a legacy TCP stack's connection, then
+    /// failing with rstguard on the router (in network namespaces; root).
+    Demo,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Test(args) => test::run(&args),
         Command::Lint => lint::run(),
+        Command::Demo => run::demo(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

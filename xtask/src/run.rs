@@ -52,6 +52,25 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Err(err).with_context(|| format!("could not start {}", bin.display()))
 }
 
+/// `cargo xtask demo`: builds rstguard and the lab in release, then runs the
+/// demo as root.
+pub fn demo() -> anyhow::Result<()> {
+    setup::run(&setup::Args { check: false })?;
+    cmd::run(cmd::cargo().args(["build", "--release", "-p", "rstguard", "-p", "rstguard-lab"]))?;
+    let bin = root().join("target/release/rstguard-demo");
+    let mut cmd = if is_root() {
+        Command::new(&bin)
+    } else {
+        eprintln!("demo: not root: running through sudo -E");
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(&bin);
+        c
+    };
+    eprintln!("+ {}", cmd::show(&cmd));
+    let err = cmd.exec();
+    Err(err).with_context(|| format!("could not start {}", bin.display()))
+}
+
 /// The interface of the IPv4 default route, else of the IPv6 one.
 fn default_route_interface() -> anyhow::Result<String> {
     if let Ok(route) = fs::read_to_string("/proc/net/route") {

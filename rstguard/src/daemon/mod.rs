@@ -201,6 +201,19 @@ pub fn run(args: AttachArgs, pins: PinDir) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the async runtime")?;
+    // A parent may have left these blocked (a blocked mask survives exec):
+    // the daemon must see them whatever started it.
+    let mut handled = nix::sys::signal::SigSet::empty();
+    for sig in [
+        nix::sys::signal::Signal::SIGINT,
+        nix::sys::signal::Signal::SIGTERM,
+        nix::sys::signal::Signal::SIGHUP,
+    ] {
+        handled.add(sig);
+    }
+    handled
+        .thread_unblock()
+        .context("unblocking SIGINT, SIGTERM and SIGHUP")?;
     let signals = {
         let _in_runtime = runtime.enter();
         Signals {

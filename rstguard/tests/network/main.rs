@@ -3,7 +3,10 @@
 //! socket. Needs root; everything created is removed, also on failure.
 
 mod auto;
+mod blind;
 mod daemon;
+mod legacy;
+mod legit;
 
 use std::{
     io::{ErrorKind, Read, Write},
@@ -417,4 +420,32 @@ fn a_busy_xdp_hook_is_refused_and_nothing_stays_half_attached() {
     let s1 = pair.server.ip(&["-d", "link", "show", "s1"]);
     assert!(s1.contains("xdp"), "the first program was disturbed: {s1}");
     assert_eq!(first.stop().0, 0);
+}
+
+#[test]
+fn the_lab_leaves_nothing_behind() {
+    let (name, bpffs) = {
+        let pair = Pair::new();
+        let mut d = Daemon::start(
+            &pair.server,
+            &["attach", "s0", "--interval", "0", "--no-metrics"],
+        );
+        assert_eq!(d.stop().0, 0);
+        (pair.server.name.clone(), pair.server.bpffs.clone())
+    };
+    let netns = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&netns.stdout).contains(&name),
+        "namespace {name} left behind"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap();
+    assert!(
+        !mounts.contains(bpffs.to_str().unwrap()),
+        "bpffs mount left behind at {}",
+        bpffs.display()
+    );
+    assert!(!bpffs.exists(), "{} left behind", bpffs.display());
 }
