@@ -172,8 +172,10 @@ pub struct Flow {
     pub lo: FlowHalf,
     /// The other endpoint.
     pub hi: FlowHalf,
-    /// `bpf_ktime_get_ns()` of the last packet.
-    pub last_seen_ns: u64,
+    /// When the flow was created or last changed state (CLOCK_MONOTONIC,
+    /// ns). Not updated on every packet: the LRU keeps its own recency, and
+    /// the sweep needs only how long a flow has been closed or in TIME_WAIT.
+    pub state_since_ns: u64,
     /// Theoretical arrival time of the per-flow inexact-RST budget (GCRA).
     pub rst_tat_ns: u64,
     /// [`FlowState`] as a raw byte.

@@ -3,6 +3,7 @@
 //! tests run this same code.
 
 use crate::{
+    clock::Clock,
     flow::{Flow, FlowState, HALF_ACK, HALF_FIN, HALF_SACK, HALF_SEEN},
     policy::{Level, Policy},
     seq::in_range,
@@ -200,7 +201,7 @@ pub fn judge(
     rst: &Segment,
     trusted: bool,
     policy: &Policy,
-    now: u64,
+    now: impl Clock,
 ) -> (Verdict, Action) {
     if trusted {
         return (Verdict::Trusted, Action::Pass);
@@ -214,7 +215,7 @@ pub fn judge(
         && policy.level() != Level::Strict
         && !take_token(
             &mut flow.rst_tat_ns,
-            now,
+            now.now(),
             policy.inexact_interval_ns,
             policy.inexact_burst,
         )
@@ -222,8 +223,12 @@ pub fn judge(
         verdict = Verdict::RateLimited;
     }
     let action = action_for(verdict, policy);
-    if action == Action::Pass && matches!(verdict, Verdict::Exact | Verdict::TimeWait) {
+    if action == Action::Pass
+        && matches!(verdict, Verdict::Exact | Verdict::TimeWait)
+        && flow.state() != FlowState::Closed
+    {
         flow.state = FlowState::Closed as u8;
+        flow.state_since_ns = now.now();
     }
     (verdict, action)
 }

@@ -14,6 +14,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod clock;
 pub mod counter;
 pub mod flow;
 pub mod judge;

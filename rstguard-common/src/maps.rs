@@ -7,26 +7,44 @@ pub const EVENTS: &str = "EVENTS";
 pub const STATE: &str = "STATE";
 
 /// The maps pinned for other processes (`rstguard stats`, `flows`, ...).
-pub const PINNED: [&str; 6] = [FLOWS, COUNTERS, POLICY, TRUSTED, EVENTS, STATE];
+pub const PINNED: [&str; 8] = [
+    FLOWS,
+    COUNTERS,
+    POLICY,
+    IFACE_SLOTS,
+    SLOT_IFACES,
+    TRUSTED,
+    EVENTS,
+    STATE,
+];
 
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
 pub const EVENTS_BYTES: u32 = 1 << 20;
 
-/// Key of the default entry in [`POLICY`]: interfaces without an entry of
-/// their own use it.
+/// The default policy's key (slot 0): interfaces without a slot use it.
 pub const POLICY_DEFAULT: u32 = 0;
 
 /// LRU hash of tracked flows: [`crate::FlowKey`] -> [`crate::Flow`].
 pub const FLOWS: &str = "FLOWS";
-/// Per-CPU hash of counters: interface index (u32) -> [`crate::Counters`].
+/// Per-CPU array of [`crate::Counters`], one per interface slot.
 pub const COUNTERS: &str = "COUNTERS";
-/// Hash of the live [`crate::Policy`] by interface index, with a default
-/// entry under [`POLICY_DEFAULT`].
+/// Array of the live [`crate::Policy`], one per interface slot; slot 0 is
+/// the default (and the policy of interfaces without a slot).
 pub const POLICY: &str = "POLICY";
+/// Array indexed by interface index (below [`IFINDEX_LIMIT`]): the
+/// interface's slot in [`COUNTERS`] and [`POLICY`], 0 for none.
+pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
+/// Array indexed by slot: the interface index it belongs to (0: free).
+/// Only user space reads it.
+pub const SLOT_IFACES: &str = "SLOT_IFACES";
+
+/// Interface indexes the slot table covers; interfaces at or above it
+/// cannot be attached.
+pub const IFINDEX_LIMIT: u32 = 1 << 16;
+/// Slots: 0 (default, and anything unattached) and one per interface.
+pub const SLOTS: u32 = crate::state::MAX_IFACES as u32 + 1;
 /// LPM trie of trusted source prefixes: [`TrustKey`] -> u8.
 pub const TRUSTED: &str = "TRUSTED";
-/// Single-entry array of zeroes used to create counter entries in the kernel.
-pub const ZERO: &str = "ZERO";
 
 /// The XDP (ingress) program.
 pub const PROG_XDP: &str = "rstguard_xdp";

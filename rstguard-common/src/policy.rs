@@ -61,13 +61,16 @@ pub struct Policy {
     pub inexact_interval_ns: u64,
     /// Send an event for one in this many suspicious RSTs (0: none).
     pub event_sample: u32,
-    /// `POLICY_*` bits for user space; the programs ignore them.
+    /// `POLICY_*` bits.
     pub flags: u32,
 }
 
 /// `Policy::flags`: an operator set this level by hand; auto mode leaves it
-/// alone until `rstguard policy set level=auto`.
+/// alone until `rstguard policy set level=auto`. (User space only.)
 pub const POLICY_PINNED: u32 = 1 << 0;
+/// `Policy::flags`: the trusted-prefix trie is not empty. The programs look
+/// sources up in it only then.
+pub const POLICY_HAS_TRUSTED: u32 = 1 << 1;
 
 const _: () = assert!(core::mem::size_of::<Policy>() == 24);
 

@@ -2,6 +2,7 @@
 //! Every non-RST segment, on any hook, updates the sender's half.
 
 use crate::{
+    clock::Clock,
     flow::{
         Flow, FlowHalf, FlowState, FLOW_HI_INITIATOR, FLOW_PICKED_UP, HALF_ACK, HALF_FIN,
         HALF_SACK, HALF_SEEN, HALF_SYN, WSCALE_NONE, WSCALE_UNKNOWN,
@@ -39,11 +40,11 @@ pub fn syn_restarts(flow: &Flow, sender_is_lo: bool, syn: &Segment) -> bool {
 /// (In place: the eBPF program fills a per-CPU scratch slot, not its
 /// 512-byte stack.)
 #[inline(always)]
-pub fn init_from_syn(flow: &mut Flow, syn: &Segment, sender_is_lo: bool, now: u64) {
+pub fn init_from_syn(flow: &mut Flow, syn: &Segment, sender_is_lo: bool, now: impl Clock) {
     *flow = Flow {
         state: FlowState::SynSent as u8,
         flags: if sender_is_lo { 0 } else { FLOW_HI_INITIATOR },
-        last_seen_ns: now,
+        state_since_ns: now.now(),
         ..Flow::default()
     };
     let (s, r) = flow.halves_mut(sender_is_lo);
@@ -54,7 +55,7 @@ pub fn init_from_syn(flow: &mut Flow, syn: &Segment, sender_is_lo: bool, now: u6
 /// Starts `flow` from a mid-stream segment (pickup): neither SYN was seen,
 /// so both window scales are unknown.
 #[inline(always)]
-pub fn init_from_pickup(flow: &mut Flow, seg: &Segment, sender_is_lo: bool, now: u64) {
+pub fn init_from_pickup(flow: &mut Flow, seg: &Segment, sender_is_lo: bool, now: impl Clock) {
     *flow = Flow {
         state: FlowState::Established as u8,
         flags: FLOW_PICKED_UP,
@@ -62,7 +63,8 @@ pub fn init_from_pickup(flow: &mut Flow, seg: &Segment, sender_is_lo: bool, now:
     };
     flow.lo.wscale = WSCALE_UNKNOWN;
     flow.hi.wscale = WSCALE_UNKNOWN;
-    update(flow, sender_is_lo, seg, now);
+    flow.state_since_ns = now.now();
+    update(flow, sender_is_lo, seg, flow.state_since_ns);
 }
 
 /// [`init_from_syn`] into a new value.
@@ -97,8 +99,7 @@ fn learn_syn(s: &mut FlowHalf, syn: &Segment) {
 /// side. A bare SYN that [`syn_restarts`] the flow is handled by the caller
 /// with [`new_from_syn`].
 #[inline(always)]
-pub fn update(flow: &mut Flow, sender_is_lo: bool, seg: &Segment, now: u64) {
-    flow.last_seen_ns = now;
+pub fn update(flow: &mut Flow, sender_is_lo: bool, seg: &Segment, now: impl Clock) {
     let state = flow.state();
     let initiator = flow.is_initiator(sender_is_lo);
     let (s, r) = flow.halves_mut(sender_is_lo);
@@ -108,6 +109,7 @@ pub fn update(flow: &mut Flow, sender_is_lo: bool, seg: &Segment, now: u64) {
         learn_syn(s, seg);
         if state == FlowState::SynSent && !initiator && seg.has(ACK) {
             flow.state = FlowState::SynRecv as u8;
+            flow.state_since_ns = now.now();
         }
         return;
     }
@@ -135,7 +137,11 @@ pub fn update(flow: &mut Flow, sender_is_lo: bool, seg: &Segment, now: u64) {
     s.ttl = seg.ttl;
     s.flags |= HALF_SEEN;
 
-    flow.state = next_state(flow, state, initiator, seg) as u8;
+    let next = next_state(flow, state, initiator, seg);
+    if next != state {
+        flow.state = next as u8;
+        flow.state_since_ns = now.now();
+    }
 }
 
 #[inline(always)]
@@ -161,7 +167,9 @@ fn both_fins_acked(flow: &Flow) -> bool {
 
 /// The host itself sent a RST (seen at TC egress): the flow is closed.
 #[inline(always)]
-pub fn close(flow: &mut Flow, now: u64) {
-    flow.last_seen_ns = now;
-    flow.state = FlowState::Closed as u8;
+pub fn close(flow: &mut Flow, now: impl Clock) {
+    if flow.state() != FlowState::Closed {
+        flow.state = FlowState::Closed as u8;
+        flow.state_since_ns = now.now();
+    }
 }

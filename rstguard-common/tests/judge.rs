@@ -246,7 +246,7 @@ fn any_flow() -> impl Strategy<Value = Flow> {
         |(lo, hi, state, hi_init, tat)| Flow {
             lo,
             hi,
-            last_seen_ns: 0,
+            state_since_ns: 0,
             rst_tat_ns: tat % 1_000_000,
             state,
             flags: if hi_init { FLOW_HI_INITIATOR } else { 0 },

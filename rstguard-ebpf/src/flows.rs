@@ -5,11 +5,13 @@
     reason = "passing keys and flows by value would copy them onto the 512-byte BPF stack"
 )]
 
-use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_ktime_get_coarse_ns};
+use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use rstguard_common::{
+    clock::{Clock, Lazy},
     counter::rst_slot,
     flow::HALF_ACK,
     judge::{self, Action, Verdict},
+    policy::POLICY_HAS_TRUSTED,
     tcp::{ACK, RST, SYN},
     track, Counter, Counters, Flow, FlowState, Policy, RstEvent,
 };
@@ -19,18 +21,18 @@ use crate::{
     parse::Packet,
 };
 
+/// The clock, read only when tracking or judgement needs it.
 #[inline(always)]
-fn now() -> u64 {
+fn clock() -> Lazy<impl Fn() -> u64> {
     // SAFETY: a helper with no arguments and no side effects.
-    unsafe { bpf_ktime_get_coarse_ns() }
+    Lazy(|| unsafe { bpf_ktime_get_coarse_ns() })
 }
 
 /// Learns from a non-RST segment: updates the sender's half, creates the
 /// flow on a SYN or (when the policy allows) on pickup.
 #[inline(always)]
-pub fn learn(pkt: &Packet, new_flow: &mut Flow, ifindex: u32, c: &mut Counters) {
+pub fn learn(pkt: &Packet, new_flow: &mut Flow, slot: u32, c: &mut Counters) {
     let (key, sender_is_lo, seg) = (&pkt.key, pkt.sender_is_lo, &pkt.seg);
-    let now = now();
     let existing = FLOWS.get_ptr_mut(key);
     if let Some(flow) = existing {
         // SAFETY: a map value, valid while this program runs. Concurrent
@@ -42,15 +44,15 @@ pub fn learn(pkt: &Packet, new_flow: &mut Flow, ifindex: u32, c: &mut Counters) 
             if flow.state() == FlowState::Closed {
                 bump(c, Counter::ClosedFlowPackets);
             }
-            track::update(flow, sender_is_lo, seg, now);
+            track::update(flow, sender_is_lo, seg, clock());
             return;
         }
     }
     let flow = new_flow;
     if seg.has(SYN) && !seg.has(ACK) {
-        track::init_from_syn(flow, seg, sender_is_lo, now);
-    } else if policy(ifindex).is_some_and(|p| p.pickup != 0) {
-        track::init_from_pickup(flow, seg, sender_is_lo, now);
+        track::init_from_syn(flow, seg, sender_is_lo, clock());
+    } else if policy(slot).is_some_and(|p| p.pickup != 0) {
+        track::init_from_pickup(flow, seg, sender_is_lo, clock());
     } else {
         return;
     }
@@ -63,36 +65,29 @@ pub fn learn(pkt: &Packet, new_flow: &mut Flow, ifindex: u32, c: &mut Counters) 
 /// Judges a RST that arrived at XDP ingress; counts it by verdict and
 /// action, reports it when suspicious, and returns the action.
 #[inline(always)]
-pub fn judge_rst(pkt: &Packet, ifindex: u32, c: &mut Counters) -> Action {
+pub fn judge_rst(pkt: &Packet, ifindex: u32, slot: u32, c: &mut Counters) -> Action {
     let fail_open = Policy::FAIL_OPEN;
-    let policy = policy(ifindex).unwrap_or(&fail_open);
-    let trusted = is_trusted(pkt.src());
+    let policy = policy(slot).unwrap_or(&fail_open);
+    let trusted = policy.flags & POLICY_HAS_TRUSTED != 0 && is_trusted(pkt.src());
     let flow_ptr = FLOWS.get_ptr_mut(&pkt.key);
     // SAFETY: as in `learn`.
     let flow = flow_ptr.map(|f| unsafe { &mut *f });
-    let now = now();
-    let (verdict, action) = judge::judge(flow, pkt.sender_is_lo, &pkt.seg, trusted, policy, now);
+    let (verdict, action) =
+        judge::judge(flow, pkt.sender_is_lo, &pkt.seg, trusted, policy, clock());
     bump_slot(c, rst_slot(verdict, action));
-    if !matches!(verdict, Verdict::Exact | Verdict::Trusted) && sampled(policy.event_sample) {
+    if !matches!(verdict, Verdict::Exact | Verdict::Trusted) && sampled(c, policy.event_sample) {
         // SAFETY: as in `learn`.
-        report(
-            pkt,
-            flow_ptr.map(|f| unsafe { &*f }),
-            ifindex,
-            verdict,
-            action,
-            now,
-            c,
-        );
+        let flow = flow_ptr.map(|f| unsafe { &*f });
+        report(pkt, flow, ifindex, verdict, action, clock().now(), c);
     }
     action
 }
 
-/// One in `every` (0: never).
+/// One RST in `every` (0: never), counted on this CPU's RST counter: no
+/// helper call on the per-RST path.
 #[inline(always)]
-fn sampled(every: u32) -> bool {
-    // SAFETY: a helper with no arguments.
-    every == 1 || (every > 1 && unsafe { bpf_get_prandom_u32() } % every == 0)
+fn sampled(c: &Counters, every: u32) -> bool {
+    every == 1 || (every > 1 && c.get(Counter::XdpRst) % u64::from(every) == 0)
 }
 
 /// Sends an event to the daemon; counts it as lost when the ring is full.
@@ -146,6 +141,6 @@ pub fn own_rst(pkt: &Packet) {
     debug_assert!(pkt.seg.has(RST));
     if let Some(flow) = FLOWS.get_ptr_mut(&pkt.key) {
         // SAFETY: as in `learn`.
-        track::close(unsafe { &mut *flow }, now());
+        track::close(unsafe { &mut *flow }, clock());
     }
 }

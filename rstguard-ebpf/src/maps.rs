@@ -3,12 +3,10 @@
 
 use aya_ebpf::{
     macros::map,
-    maps::{
-        lpm_trie::Key, Array, HashMap, LpmTrie, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf,
-    },
+    maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use rstguard_common::{
-    maps::{TrustKey, DEFAULT_FLOWS, EVENTS_BYTES, POLICY_DEFAULT},
+    maps::{TrustKey, DEFAULT_FLOWS, EVENTS_BYTES, IFINDEX_LIMIT, SLOTS},
     tcp::OPTION_BUF,
     Counter, Counters, DaemonState, Flow, FlowKey, Policy,
 };
@@ -20,13 +18,23 @@ use crate::parse::Packet;
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
 
-/// Counters per interface index.
+/// Interface index -> slot in COUNTERS and POLICY (0: the default slot).
+/// Array lookups are inlined by the verifier: a few instructions instead of
+/// a hash lookup per packet.
 #[map]
-pub static COUNTERS: PerCpuHashMap<u32, Counters> = PerCpuHashMap::with_max_entries(1024, 0);
+pub static IFACE_SLOTS: Array<u32> = Array::with_max_entries(IFINDEX_LIMIT, 0);
 
-/// The live policy by interface index, with a default entry.
+/// Slot -> interface index, for user space.
 #[map]
-pub static POLICY: HashMap<u32, Policy> = HashMap::with_max_entries(1024, 0);
+pub static SLOT_IFACES: Array<u32> = Array::with_max_entries(SLOTS, 0);
+
+/// Counters per slot.
+#[map]
+pub static COUNTERS: PerCpuArray<Counters> = PerCpuArray::with_max_entries(SLOTS, 0);
+
+/// The live policy per slot; slot 0 is the default.
+#[map]
+pub static POLICY: Array<Policy> = Array::with_max_entries(SLOTS, 0);
 
 /// Sampled events about dropped and suspicious RSTs, for the daemon.
 #[map]
@@ -41,11 +49,6 @@ pub static STATE: Array<DaemonState> = Array::with_max_entries(1, 0);
 /// Trusted source prefixes.
 #[map]
 pub static TRUSTED: LpmTrie<TrustKey, u8> = LpmTrie::with_max_entries(1024, BPF_F_NO_PREALLOC);
-
-/// One all-zero `Counters`, the template for a new interface's entry (too
-/// large to build on the 512-byte BPF stack). Nothing writes it.
-#[map]
-pub static ZERO: Array<Counters> = Array::with_max_entries(1, 0);
 
 /// Per-CPU working memory for one packet: the parsed segment and a new
 /// flow being built. On the 512-byte BPF stack they would crowd out
@@ -73,19 +76,17 @@ pub fn scratch() -> Option<&'static mut Scratch> {
 /// LPM tries must be created with this flag.
 const BPF_F_NO_PREALLOC: u32 = 1;
 
-/// The calling CPU's counters for interface `ifindex`, created on first
-/// use. `None` only when the map is full (then nothing is counted).
+/// The slot of interface `ifindex` (0 when it has none).
 #[inline(always)]
-pub fn counters(ifindex: u32) -> Option<&'static mut Counters> {
-    if let Some(p) = COUNTERS.get_ptr_mut(ifindex) {
-        // SAFETY: a per-CPU value: this CPU is its only writer.
-        return Some(unsafe { &mut *p });
-    }
-    let zero = ZERO.get(0)?;
-    // BPF_NOEXIST: another CPU may have created it meanwhile; fine either way.
-    let _ = COUNTERS.insert(ifindex, zero, 1);
-    // SAFETY: as above.
-    COUNTERS.get_ptr_mut(ifindex).map(|p| unsafe { &mut *p })
+pub fn slot(ifindex: u32) -> u32 {
+    IFACE_SLOTS.get(ifindex).copied().unwrap_or(0)
+}
+
+/// The calling CPU's counters for `slot`.
+#[inline(always)]
+pub fn counters(slot: u32) -> Option<&'static mut Counters> {
+    // SAFETY: a per-CPU value: this CPU is its only writer.
+    COUNTERS.get_ptr_mut(slot).map(|p| unsafe { &mut *p })
 }
 
 #[inline(always)]
@@ -100,13 +101,12 @@ pub fn bump_slot(c: &mut Counters, slot: usize) {
     }
 }
 
-/// The policy of interface `ifindex`, else the default one. `None` when
-/// neither exists: callers then drop nothing and create no pickup flows.
+/// The policy of `slot`. `None` only for an impossible slot: callers then
+/// drop nothing and create no pickup flows. (An entry user space never
+/// wrote is all zero: monitor, which drops nothing.)
 #[inline(always)]
-pub fn policy(ifindex: u32) -> Option<&'static Policy> {
-    // SAFETY: policy entries are only ever replaced whole by user space;
-    // a reader sees the old or the new value.
-    unsafe { POLICY.get(ifindex).or_else(|| POLICY.get(POLICY_DEFAULT)) }
+pub fn policy(slot: u32) -> Option<&'static Policy> {
+    POLICY.get(slot)
 }
 
 #[inline(always)]

@@ -6,7 +6,7 @@ use rstguard_common::{tcp::RST, Counter};
 
 use crate::{
     flows,
-    maps::{bump, counters, scratch, Scratch},
+    maps::{bump, counters, scratch, slot, Scratch},
     parse::{parse, read_options, Cursor, Skip},
 };
 
@@ -22,7 +22,8 @@ const HEADROOM: u32 = 160;
 pub fn run(ctx: &TcContext) -> i32 {
     // SAFETY: the context pointer the kernel passed to this program.
     let ifindex = unsafe { (*ctx.skb.skb).ifindex };
-    let Some(c) = counters(ifindex) else {
+    let slot = slot(ifindex);
+    let Some(c) = counters(slot) else {
         return TC_NEXT;
     };
     bump(c, Counter::TcPackets);
@@ -64,7 +65,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         bump(c, Counter::TcRst);
         flows::own_rst(pkt);
     } else {
-        flows::learn(pkt, flow, ifindex, c);
+        flows::learn(pkt, flow, slot, c);
     }
     TC_NEXT
 }

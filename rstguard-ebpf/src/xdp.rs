@@ -9,7 +9,7 @@ use rstguard_common::{judge::Action, tcp::RST, Counter};
 
 use crate::{
     flows,
-    maps::{bump, counters, scratch, Scratch},
+    maps::{bump, counters, scratch, slot, Scratch},
     parse::{parse, read_options, Cursor, Skip},
 };
 
@@ -18,7 +18,8 @@ use crate::{
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
-    let Some(c) = counters(ifindex) else {
+    let slot = slot(ifindex);
+    let Some(c) = counters(slot) else {
         return XDP_PASS;
     };
     bump(c, Counter::XdpPackets);
@@ -51,11 +52,11 @@ pub fn run(ctx: &XdpContext) -> u32 {
     }
     if pkt.seg.has(RST) {
         bump(c, Counter::XdpRst);
-        return match flows::judge_rst(pkt, ifindex, c) {
+        return match flows::judge_rst(pkt, ifindex, slot, c) {
             Action::Pass => XDP_PASS,
             Action::Drop => XDP_DROP,
         };
     }
-    flows::learn(pkt, flow, ifindex, c);
+    flows::learn(pkt, flow, slot, c);
     XDP_PASS
 }

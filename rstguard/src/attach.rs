@@ -161,7 +161,7 @@ fn attach_one(loaded: &mut Loaded, iface: &Iface, mode: ModeArg) -> Result<Attac
             return Err(e);
         }
     }
-    if let Err(e) = loaded.maps.init_counters(iface.index) {
+    if let Err(e) = loaded.maps.claim_slot(iface.index) {
         detach_one(loaded, attachment);
         return Err(e);
     }

@@ -12,6 +12,12 @@ use crate::{error::Error, maps::Maps};
 /// The object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard"));
 
+/// The benchmark object: rstguard's programs and the baselines they are
+/// measured against (see `rstguard-ebpf/src/bench.rs`).
+#[cfg(feature = "bench")]
+pub static BENCH_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard-bench"));
+
 /// The oldest kernel with every helper the programs call
 /// (`bpf_xdp_load_bytes` came in 5.18).
 pub const MIN_KERNEL: (u8, u8) = (5, 18);
@@ -54,7 +60,17 @@ pub struct Loaded {
 impl Loaded {
     /// Loads the object and both programs into the kernel.
     pub fn load(opts: &LoadOptions) -> Result<Loaded, Error> {
-        if OBJECT.is_empty() {
+        Self::load_object(OBJECT, opts, &[])
+    }
+
+    /// Loads `object`: rstguard's two programs, and the extra XDP programs
+    /// named in `extra_xdp` (the benchmark's baselines).
+    pub fn load_object(
+        object: &[u8],
+        opts: &LoadOptions,
+        extra_xdp: &[&'static str],
+    ) -> Result<Loaded, Error> {
+        if object.is_empty() {
             return Err(Error::NoObject);
         }
         if opts.flows == 0 {
@@ -65,8 +81,12 @@ impl Loaded {
         }
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::FLOWS, opts.flows)
-            .load(OBJECT)
+            .load(object)
             .map_err(|e| Error::Load(Box::new(e)))?;
+        for name in extra_xdp {
+            let p: &mut Xdp = program(&mut ebpf, name)?;
+            p.load().map_err(|e| Error::program(name, e))?;
+        }
         let xdp: &mut Xdp = program(&mut ebpf, maps::PROG_XDP)?;
         xdp.load().map_err(|e| Error::program(maps::PROG_XDP, e))?;
         let tc: &mut SchedClassifier = program(&mut ebpf, maps::PROG_TC)?;
@@ -89,6 +109,11 @@ impl Loaded {
 
     pub fn tc(&mut self) -> Result<&mut SchedClassifier, Error> {
         program(&mut self.ebpf, maps::PROG_TC)
+    }
+
+    /// Any XDP program of the object, by name.
+    pub fn xdp_named(&mut self, name: &'static str) -> Result<&mut Xdp, Error> {
+        program(&mut self.ebpf, name)
     }
 }
 

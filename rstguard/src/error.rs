@@ -48,6 +48,18 @@ pub enum Error {
     #[error("cannot count the possible CPUs: {0}")]
     Cpus(#[source] io::Error),
 
+    #[error(
+        "interface index {0} is above 65535, the most rstguard's per-interface tables hold; \
+         recreate the interface (its index drops) or protect it from a router"
+    )]
+    IfindexTooLarge(u32),
+
+    #[error("every interface slot is taken (at most 16 interfaces)")]
+    TooManyInterfaces,
+
+    #[error("interface index {0} has no slot: it is not attached")]
+    NoSlot(u32),
+
     #[error("no interface named '{0}' (list them with `ip link`)")]
     NoSuchInterface(String),
 

@@ -6,13 +6,14 @@ use std::collections::BTreeMap;
 
 use aya::{
     maps::{
-        lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuHashMap, PerCpuValues,
+        lpm_trie::Key, Array, HashMap, LpmTrie, Map, MapData, MapError, PerCpuArray, PerCpuValues,
     },
     util::nr_cpus,
     Ebpf,
 };
 use rstguard_common::{
     maps::{self, TrustKey, POLICY_DEFAULT},
+    policy::POLICY_HAS_TRUSTED,
     Counters, DaemonState, Flow, FlowKey, FlowState, Policy,
 };
 
@@ -24,6 +25,8 @@ pub struct Maps {
     flows: Map,
     counters: Map,
     policy: Map,
+    slots: Map,
+    slot_ifaces: Map,
     trusted: Map,
     state: Map,
 }
@@ -48,6 +51,8 @@ impl Maps {
             flows: take(ebpf, maps::FLOWS)?,
             counters: take(ebpf, maps::COUNTERS)?,
             policy: take(ebpf, maps::POLICY)?,
+            slots: take(ebpf, maps::IFACE_SLOTS)?,
+            slot_ifaces: take(ebpf, maps::SLOT_IFACES)?,
             trusted: take(ebpf, maps::TRUSTED)?,
             state: take(ebpf, maps::STATE)?,
         })
@@ -62,6 +67,8 @@ impl Maps {
             flows: open(pins, maps::FLOWS)?,
             counters: open(pins, maps::COUNTERS)?,
             policy: open(pins, maps::POLICY)?,
+            slots: open(pins, maps::IFACE_SLOTS)?,
+            slot_ifaces: open(pins, maps::SLOT_IFACES)?,
             trusted: open(pins, maps::TRUSTED)?,
             state: open(pins, maps::STATE)?,
         })
@@ -73,6 +80,8 @@ impl Maps {
             (maps::FLOWS, &self.flows),
             (maps::COUNTERS, &self.counters),
             (maps::POLICY, &self.policy),
+            (maps::IFACE_SLOTS, &self.slots),
+            (maps::SLOT_IFACES, &self.slot_ifaces),
             (maps::TRUSTED, &self.trusted),
             (maps::STATE, &self.state),
         ] {
@@ -85,40 +94,100 @@ impl Maps {
         Ok(())
     }
 
-    // ---- counters ----
+    // ---- interface slots ----
 
-    /// Creates a zeroed counter entry for `ifindex`, so that every series
-    /// exists before the first packet.
-    pub fn init_counters(&mut self, ifindex: u32) -> Result<(), Error> {
-        let mut map: PerCpuHashMap<&mut MapData, u32, Counters> =
-            typed_mut(&mut self.counters, maps::COUNTERS)?;
-        if map.get(&ifindex, 0).is_ok() {
-            return Ok(());
+    /// The slot of `ifindex`, if it has one.
+    fn slot_of(&self, ifindex: u32) -> Result<Option<u32>, Error> {
+        if ifindex >= maps::IFINDEX_LIMIT {
+            return Ok(None);
         }
+        let map: Array<&MapData, u32> = typed(&self.slots, maps::IFACE_SLOTS)?;
+        let slot = map
+            .get(&ifindex, 0)
+            .map_err(|e| Error::map(maps::IFACE_SLOTS, e))?;
+        Ok((slot != 0).then_some(slot))
+    }
+
+    /// Gives `ifindex` a slot of its own (or returns the one it has): zeroed
+    /// counters, and the default policy until one is written for it.
+    pub fn claim_slot(&mut self, ifindex: u32) -> Result<u32, Error> {
+        if ifindex >= maps::IFINDEX_LIMIT {
+            return Err(Error::IfindexTooLarge(ifindex));
+        }
+        if let Some(slot) = self.slot_of(ifindex)? {
+            return Ok(slot);
+        }
+        let owners: Array<&MapData, u32> = typed(&self.slot_ifaces, maps::SLOT_IFACES)?;
+        let slot = (1..maps::SLOTS)
+            .find(|s| owners.get(s, 0).is_ok_and(|owner| owner == 0))
+            .ok_or(Error::TooManyInterfaces)?;
         let ncpus = nr_cpus().map_err(|(_, e)| Error::Cpus(e))?;
         let zeros = PerCpuValues::try_from(vec![Counters::default(); ncpus])
             .map_err(|e| Error::Cpus(std::io::Error::other(e)))?;
-        map.insert(ifindex, zeros, 0)
-            .map_err(|e| Error::map(maps::COUNTERS, e))
+        let mut counters: PerCpuArray<&mut MapData, Counters> =
+            typed_mut(&mut self.counters, maps::COUNTERS)?;
+        counters
+            .set(slot, zeros, 0)
+            .map_err(|e| Error::map(maps::COUNTERS, e))?;
+        let default = self.default_policy()?;
+        let mut policy: Array<&mut MapData, Policy> = typed_mut(&mut self.policy, maps::POLICY)?;
+        policy
+            .set(slot, default, 0)
+            .map_err(|e| Error::map(maps::POLICY, e))?;
+        let mut owners: Array<&mut MapData, u32> =
+            typed_mut(&mut self.slot_ifaces, maps::SLOT_IFACES)?;
+        owners
+            .set(slot, ifindex, 0)
+            .map_err(|e| Error::map(maps::SLOT_IFACES, e))?;
+        let mut slots: Array<&mut MapData, u32> = typed_mut(&mut self.slots, maps::IFACE_SLOTS)?;
+        slots
+            .set(ifindex, slot, 0)
+            .map_err(|e| Error::map(maps::IFACE_SLOTS, e))?;
+        Ok(slot)
     }
 
-    /// The counters of `ifindex`, summed over all CPUs.
-    pub fn counters(&self, ifindex: u32) -> Result<Counters, Error> {
-        let map: PerCpuHashMap<&MapData, u32, Counters> = typed(&self.counters, maps::COUNTERS)?;
-        match map.get(&ifindex, 0) {
-            Ok(per_cpu) => Ok(sum(per_cpu.iter())),
-            Err(MapError::KeyNotFound) => Ok(Counters::default()),
-            Err(e) => Err(Error::map(maps::COUNTERS, e)),
+    /// (slot, ifindex) of every claimed slot.
+    fn claimed(&self) -> Result<Vec<(u32, u32)>, Error> {
+        let owners: Array<&MapData, u32> = typed(&self.slot_ifaces, maps::SLOT_IFACES)?;
+        let mut out = Vec::new();
+        for slot in 1..maps::SLOTS {
+            let owner = owners
+                .get(&slot, 0)
+                .map_err(|e| Error::map(maps::SLOT_IFACES, e))?;
+            if owner != 0 {
+                out.push((slot, owner));
+            }
         }
+        Ok(out)
     }
 
-    /// Every interface index with counters, and its counters.
+    // ---- counters ----
+
+    fn slot_counters(&self, slot: u32) -> Result<Counters, Error> {
+        let map: PerCpuArray<&MapData, Counters> = typed(&self.counters, maps::COUNTERS)?;
+        let per_cpu = map
+            .get(&slot, 0)
+            .map_err(|e| Error::map(maps::COUNTERS, e))?;
+        Ok(sum(per_cpu.iter()))
+    }
+
+    /// The counters of `ifindex`, summed over all CPUs. An interface
+    /// without a slot reads the default slot (traffic of no attached
+    /// interface, which BPF_PROG_TEST_RUN's loopback runs count).
+    pub fn counters(&self, ifindex: u32) -> Result<Counters, Error> {
+        self.slot_counters(self.slot_of(ifindex)?.unwrap_or(0))
+    }
+
+    /// Every attached interface's counters by interface index, and the
+    /// default slot's under index 0 when it counted anything.
     pub fn all_counters(&self) -> Result<BTreeMap<u32, Counters>, Error> {
-        let map: PerCpuHashMap<&MapData, u32, Counters> = typed(&self.counters, maps::COUNTERS)?;
         let mut out = BTreeMap::new();
-        for item in map.iter() {
-            let (ifindex, per_cpu) = item.map_err(|e| Error::map(maps::COUNTERS, e))?;
-            out.insert(ifindex, sum(per_cpu.iter()));
+        let other = self.slot_counters(0)?;
+        if other.slots.iter().any(|v| *v != 0) {
+            out.insert(0, other);
+        }
+        for (slot, ifindex) in self.claimed()? {
+            out.insert(ifindex, self.slot_counters(slot)?);
         }
         Ok(out)
     }
@@ -153,8 +222,9 @@ impl Maps {
     }
 
     /// Walks the flow table: removes flows closed longer than `closed_ns`
-    /// and flows in TIME_WAIT longer than `time_wait_ns` (times on the
-    /// programs' clock, CLOCK_MONOTONIC). Returns (entries left, removed).
+    /// and flows in TIME_WAIT longer than `time_wait_ns` (since they entered
+    /// that state, on the programs' clock, CLOCK_MONOTONIC). Returns
+    /// (entries left, removed).
     pub fn sweep(
         &mut self,
         now_ns: u64,
@@ -172,7 +242,7 @@ impl Maps {
                 Err(e) => return Err(Error::map(maps::FLOWS, e)),
             };
             count += 1;
-            let age = now_ns.saturating_sub(flow.last_seen_ns);
+            let age = now_ns.saturating_sub(flow.state_since_ns);
             let expired = match flow.state() {
                 FlowState::Closed => age > closed_ns,
                 FlowState::TimeWait => age > time_wait_ns,
@@ -195,38 +265,69 @@ impl Maps {
 
     // ---- policy ----
 
-    /// The policy of `ifindex` (or the default one, for `POLICY_DEFAULT`).
+    fn slot_policy(&self, slot: u32) -> Result<Policy, Error> {
+        let map: Array<&MapData, Policy> = typed(&self.policy, maps::POLICY)?;
+        map.get(&slot, 0).map_err(|e| Error::map(maps::POLICY, e))
+    }
+
+    /// The policy of `ifindex` (`POLICY_DEFAULT`: the default one); None for
+    /// an interface without a slot.
     pub fn policy(&self, ifindex: u32) -> Result<Option<Policy>, Error> {
-        let map: HashMap<&MapData, u32, Policy> = typed(&self.policy, maps::POLICY)?;
-        match map.get(&ifindex, 0) {
-            Ok(p) => Ok(Some(p)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(Error::map(maps::POLICY, e)),
+        if ifindex == POLICY_DEFAULT {
+            return self.slot_policy(0).map(Some);
+        }
+        match self.slot_of(ifindex)? {
+            Some(slot) => self.slot_policy(slot).map(Some),
+            None => Ok(None),
         }
     }
 
-    /// The default policy (what interfaces without an entry of their own
-    /// use); all-zero (fail open) when none was written.
+    /// The default policy (what interfaces without a slot use); all zero
+    /// (monitor: drops nothing) when none was written.
     pub fn default_policy(&self) -> Result<Policy, Error> {
-        Ok(self.policy(POLICY_DEFAULT)?.unwrap_or(Policy::FAIL_OPEN))
+        self.slot_policy(0)
     }
 
+    /// Writes the policy of `ifindex` (`POLICY_DEFAULT`: the default). The
+    /// flag that tells the programs whether to look sources up in the
+    /// trusted-prefix trie follows the trie, whatever `policy` says.
     pub fn set_policy(&mut self, ifindex: u32, policy: &Policy) -> Result<(), Error> {
-        let mut map: HashMap<&mut MapData, u32, Policy> =
-            typed_mut(&mut self.policy, maps::POLICY)?;
-        map.insert(ifindex, policy, 0)
-            .map_err(|e| Error::map(maps::POLICY, e))
+        let slot = if ifindex == POLICY_DEFAULT {
+            0
+        } else {
+            self.slot_of(ifindex)?.ok_or(Error::NoSlot(ifindex))?
+        };
+        let mut p = *policy;
+        if self.has_trusted()? {
+            p.flags |= POLICY_HAS_TRUSTED;
+        } else {
+            p.flags &= !POLICY_HAS_TRUSTED;
+        }
+        let mut map: Array<&mut MapData, Policy> = typed_mut(&mut self.policy, maps::POLICY)?;
+        map.set(slot, p, 0).map_err(|e| Error::map(maps::POLICY, e))
     }
 
-    /// Every policy entry, by interface index (0: the default).
+    /// Every policy, by interface index (0: the default).
     pub fn policies(&self) -> Result<BTreeMap<u32, Policy>, Error> {
-        let map: HashMap<&MapData, u32, Policy> = typed(&self.policy, maps::POLICY)?;
         let mut out = BTreeMap::new();
-        for item in map.iter() {
-            let (k, v) = item.map_err(|e| Error::map(maps::POLICY, e))?;
-            out.insert(k, v);
+        out.insert(POLICY_DEFAULT, self.slot_policy(0)?);
+        for (slot, ifindex) in self.claimed()? {
+            out.insert(ifindex, self.slot_policy(slot)?);
         }
         Ok(out)
+    }
+
+    /// Rewrites every policy, so that their trusted flag follows the trie.
+    fn sync_trusted_flag(&mut self) -> Result<(), Error> {
+        for (ifindex, p) in self.policies()? {
+            self.set_policy(ifindex, &p)?;
+        }
+        Ok(())
+    }
+
+    fn has_trusted(&self) -> Result<bool, Error> {
+        let map: LpmTrie<&MapData, TrustKey, u8> = typed(&self.trusted, maps::TRUSTED)?;
+        Ok(map.keys().next().is_some())
     }
 
     // ---- trusted prefixes ----
@@ -235,7 +336,8 @@ impl Maps {
         let mut map: LpmTrie<&mut MapData, TrustKey, u8> =
             typed_mut(&mut self.trusted, maps::TRUSTED)?;
         map.insert(&Key::new(prefix.lpm_len(), prefix.lpm_data()), 1, 0)
-            .map_err(|e| Error::map(maps::TRUSTED, e))
+            .map_err(|e| Error::map(maps::TRUSTED, e))?;
+        self.sync_trusted_flag()
     }
 
     /// Removes a prefix; false when it was not there.
@@ -243,10 +345,12 @@ impl Maps {
         let mut map: LpmTrie<&mut MapData, TrustKey, u8> =
             typed_mut(&mut self.trusted, maps::TRUSTED)?;
         match map.remove(&Key::new(prefix.lpm_len(), prefix.lpm_data())) {
-            Ok(()) => Ok(true),
-            Err(MapError::KeyNotFound) => Ok(false),
-            Err(e) => Err(Error::map(maps::TRUSTED, e)),
+            Ok(()) => {}
+            Err(MapError::KeyNotFound) => return Ok(false),
+            Err(e) => return Err(Error::map(maps::TRUSTED, e)),
         }
+        self.sync_trusted_flag()?;
+        Ok(true)
     }
 
     pub fn trusted(&self) -> Result<Vec<Prefix>, Error> {

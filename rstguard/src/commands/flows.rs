@@ -20,7 +20,8 @@ struct FlowView {
     b: String,
     state: &'static str,
     picked_up: bool,
-    idle_secs: f64,
+    /// Seconds since the flow was created or last changed state.
+    in_state_secs: f64,
     /// What `a` sent, and what `b` sent.
     a_sent: HalfView,
     b_sent: HalfView,
@@ -58,7 +59,7 @@ fn view(key: &FlowKey, f: &Flow, now: u64) -> FlowView {
         b,
         state: f.state().name(),
         picked_up: f.has(FLOW_PICKED_UP),
-        idle_secs: now.saturating_sub(f.last_seen_ns) as f64 / 1e9,
+        in_state_secs: now.saturating_sub(f.state_since_ns) as f64 / 1e9,
         a_sent: HalfView::from(&f.lo),
         b_sent: HalfView::from(&f.hi),
     }
@@ -75,14 +76,14 @@ pub fn run(pins: &PinDir, args: &FlowsArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&flows);
     }
-    println!("{:<46} {:<46} {:<12} {:>8}", "A", "B", "STATE", "IDLE");
+    println!("{:<46} {:<46} {:<12} {:>8}", "A", "B", "STATE", "SINCE");
     for f in &flows {
         println!(
             "{:<46} {:<46} {:<12} {:>7.1}s{}",
             f.a,
             f.b,
             f.state,
-            f.idle_secs,
+            f.in_state_secs,
             if f.picked_up { " (picked up)" } else { "" }
         );
     }

@@ -248,6 +248,10 @@ fn run_claimed(
     let mut loaded = Loaded::load(&LoadOptions {
         flows: settings.flows,
     })?;
+    // Each interface gets its slot (counters, policy) before anything runs.
+    for i in ifaces {
+        loaded.maps.claim_slot(i.index)?;
+    }
     write_policy(
         &mut loaded.maps,
         ifaces.iter().map(|i| i.index),
@@ -377,7 +381,7 @@ pub fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// CLOCK_MONOTONIC in ns: the clock of the programs' `last_seen_ns`.
+/// CLOCK_MONOTONIC in ns: the clock of the flows' `state_since_ns`.
 pub fn monotonic_ns() -> u64 {
     nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
         t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64

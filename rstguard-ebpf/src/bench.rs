@@ -1,0 +1,118 @@
+//! The benchmark object (`cargo xtask bench` only; the daemon never loads
+//! it): rstguard's own programs, plus the baselines they are measured
+//! against and helpers that make BPF_PROG_TEST_RUN exercise one path.
+//!
+//! * `bench_pass`: an empty XDP program (XDP_PASS), the floor.
+//! * `bench_parse`: rstguard's parser, no maps.
+//! * `bench_lookup`: the parser and one LRU-hash lookup of the flow: the
+//!   least any stateful filter must do.
+//! * `bench_drop_rst`: the parser, and XDP_DROP for every RST: the limit of
+//!   any XDP RST filter (the reference in the flood benchmark).
+//! * `bench_new_flow`: adds one to the IPv4 source address, then runs
+//!   rstguard's XDP program. BPF_PROG_TEST_RUN runs the program `repeat`
+//!   times over the same buffer, so each run sees a new flow: flow creation
+//!   on every run, and a quick way to fill the table.
+#![no_std]
+#![no_main]
+
+#[path = "flows.rs"]
+mod flows;
+#[path = "maps.rs"]
+mod maps;
+#[path = "parse.rs"]
+mod parse;
+#[path = "tc.rs"]
+mod tc;
+#[path = "xdp.rs"]
+mod xdp;
+
+use aya_ebpf::{
+    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+use rstguard_common::tcp::RST;
+
+use crate::parse::{parse, Cursor, Packet};
+
+#[xdp]
+pub fn rstguard_xdp(ctx: XdpContext) -> u32 {
+    xdp::run(&ctx)
+}
+
+#[classifier]
+pub fn rstguard_tc(ctx: TcContext) -> i32 {
+    tc::run(&ctx)
+}
+
+#[xdp]
+pub fn bench_pass(_ctx: XdpContext) -> u32 {
+    XDP_PASS
+}
+
+/// Parses into `pkt`; true when it is a TCP segment.
+#[inline(always)]
+fn parsed(ctx: &XdpContext, pkt: &mut Packet) -> bool {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    parse(Cursor::new(start, end), end - start, pkt).is_ok()
+}
+
+#[xdp]
+pub fn bench_parse(ctx: XdpContext) -> u32 {
+    let Some(scratch) = maps::scratch() else {
+        return XDP_PASS;
+    };
+    let ok = parsed(&ctx, &mut scratch.pkt);
+    core::hint::black_box(ok);
+    XDP_PASS
+}
+
+#[xdp]
+pub fn bench_lookup(ctx: XdpContext) -> u32 {
+    let Some(scratch) = maps::scratch() else {
+        return XDP_PASS;
+    };
+    if parsed(&ctx, &mut scratch.pkt) {
+        core::hint::black_box(maps::FLOWS.get_ptr(&scratch.pkt.key));
+    }
+    XDP_PASS
+}
+
+#[xdp]
+pub fn bench_drop_rst(ctx: XdpContext) -> u32 {
+    let Some(scratch) = maps::scratch() else {
+        return XDP_PASS;
+    };
+    if parsed(&ctx, &mut scratch.pkt) && scratch.pkt.seg.has(RST) {
+        XDP_DROP
+    } else {
+        XDP_PASS
+    }
+}
+
+/// Offset of the IPv4 source address in an untagged frame.
+const IPV4_SRC: usize = 14 + 12;
+
+#[xdp]
+pub fn bench_new_flow(ctx: XdpContext) -> u32 {
+    let (start, end) = (ctx.data(), ctx.data_end());
+    if start + IPV4_SRC + 4 <= end {
+        let p = (start + IPV4_SRC) as *mut [u8; 4];
+        // SAFETY: inside the frame, as just checked.
+        unsafe {
+            let next = u32::from_be_bytes(p.read_unaligned()).wrapping_add(1);
+            p.write_unaligned(next.to_be_bytes());
+        }
+    }
+    xdp::run(&ctx)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
