@@ -87,7 +87,7 @@ pub fn judge_rst(pkt: &Packet, ifindex: u32, slot: u32, c: &mut Counters) -> Act
 /// helper call on the per-RST path.
 #[inline(always)]
 fn sampled(c: &Counters, every: u32) -> bool {
-    every == 1 || (every > 1 && c.get(Counter::XdpRst) % u64::from(every) == 0)
+    every == 1 || (every > 1 && c.get(Counter::XdpRst).is_multiple_of(u64::from(every)))
 }
 
 /// Sends an event to the daemon; counts it as lost when the ring is full.
