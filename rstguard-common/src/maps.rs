@@ -3,6 +3,15 @@
 
 /// Ring buffer of sampled [`crate::RstEvent`]s.
 pub const EVENTS: &str = "EVENTS";
+/// Per-CPU, single-entry array: events this CPU may still send before the
+/// daemon refills it (every [`EVENT_REFILL_MS`]). Bounds the cost of events
+/// under a flood, whatever the sampling.
+pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
+/// How often the daemon refills [`EVENT_BUDGET`].
+pub const EVENT_REFILL_MS: u64 = 100;
+/// Events per CPU per refill, by default (1,000 a second per CPU).
+pub const DEFAULT_EVENT_BUDGET: u32 = 100;
+
 /// Single-entry array of [`crate::DaemonState`], written by the daemon.
 pub const STATE: &str = "STATE";
 

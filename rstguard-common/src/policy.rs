@@ -74,8 +74,9 @@ pub const POLICY_HAS_TRUSTED: u32 = 1 << 1;
 
 const _: () = assert!(core::mem::size_of::<Policy>() == 24);
 
-/// Default event sampling: one suspicious RST in this many is reported.
-pub const DEFAULT_EVENT_SAMPLE: u32 = 16;
+/// Default event sampling: every suspicious RST is reported, within the
+/// per-CPU event budget the daemon refills (`maps::EVENT_BUDGET`).
+pub const DEFAULT_EVENT_SAMPLE: u32 = 1;
 
 impl Default for Policy {
     fn default() -> Self {

@@ -17,7 +17,7 @@ use rstguard_common::{
 };
 
 use crate::{
-    maps::{bump, bump_slot, is_trusted, policy, EVENTS, FLOWS},
+    maps::{bump, bump_slot, is_trusted, policy, take_event, EVENTS, FLOWS},
     parse::Packet,
 };
 
@@ -75,7 +75,10 @@ pub fn judge_rst(pkt: &Packet, ifindex: u32, slot: u32, c: &mut Counters) -> Act
     let (verdict, action) =
         judge::judge(flow, pkt.sender_is_lo, &pkt.seg, trusted, policy, clock());
     bump_slot(c, rst_slot(verdict, action));
-    if !matches!(verdict, Verdict::Exact | Verdict::Trusted) && sampled(c, policy.event_sample) {
+    if !matches!(verdict, Verdict::Exact | Verdict::Trusted)
+        && sampled(c, policy.event_sample)
+        && take_event()
+    {
         // SAFETY: as in `learn`.
         let flow = flow_ptr.map(|f| unsafe { &*f });
         report(pkt, flow, ifindex, verdict, action, clock().now(), c);
@@ -132,8 +135,14 @@ fn report(
         (*e)._pad = [0; 2];
         (*e).ts_ns = now;
     }
-    entry.submit(0);
+    // No wake-up: the daemon drains the ring on a timer. A wake-up is an
+    // irq_work (a self-IPI), which under a flood costs more than the rest
+    // of the program, on a VM above all.
+    entry.submit(BPF_RB_NO_WAKEUP);
 }
+
+/// `bpf_ringbuf_submit` flag: do not wake the consumer.
+const BPF_RB_NO_WAKEUP: u64 = 1;
 
 /// The host sent a RST (TC egress): its flow is closed. Never judged.
 #[inline(always)]

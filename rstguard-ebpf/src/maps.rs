@@ -40,6 +40,24 @@ pub static POLICY: Array<Policy> = Array::with_max_entries(SLOTS, 0);
 #[map]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(EVENTS_BYTES, 0);
 
+/// Events this CPU may still send until the daemon refills the budget.
+#[map]
+pub static EVENT_BUDGET: PerCpuArray<u32> = PerCpuArray::with_max_entries(1, 0);
+
+/// Takes one event from this CPU's budget, if any is left.
+#[inline(always)]
+pub fn take_event() -> bool {
+    match EVENT_BUDGET.get_ptr_mut(0) {
+        // SAFETY: a per-CPU value: this CPU is its only writer (the daemon
+        // only ever replaces it whole).
+        Some(p) if unsafe { *p } > 0 => {
+            unsafe { *p -= 1 };
+            true
+        }
+        _ => false,
+    }
+}
+
 /// The daemon's published state (`rstguard status`). The programs never
 /// touch it; it lives in the object so that it is created and pinned with
 /// the other maps.

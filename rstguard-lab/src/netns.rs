@@ -86,6 +86,21 @@ impl Netns {
         sh(&v)
     }
 
+    /// The MAC address of `dev` in this namespace.
+    pub fn mac(&self, dev: &str) -> [u8; 6] {
+        let out = self.ip(&["-o", "link", "show", dev]);
+        let hex = out
+            .split_whitespace()
+            .skip_while(|w| *w != "link/ether")
+            .nth(1)
+            .unwrap_or_else(|| panic!("no MAC address for {dev}: {out}"));
+        let mut mac = [0u8; 6];
+        for (b, h) in mac.iter_mut().zip(hex.split(':')) {
+            *b = u8::from_str_radix(h, 16).expect("a MAC address");
+        }
+        mac
+    }
+
     /// `ip netns exec NAME ARGS...`
     pub fn exec(&self, args: &[&str]) -> String {
         let mut v = vec!["ip", "netns", "exec", &self.name];

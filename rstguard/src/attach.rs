@@ -19,7 +19,9 @@ use tracing::{info, warn};
 
 use crate::{ebpf::Loaded, error::Error, iface::Iface};
 
-/// `--mode`: how XDP attaches, with xdp-loader's names.
+/// `--mode`: how XDP attaches, with xdp-loader's names. `auto` picks by the
+/// kind of device: skb for those in `iface::PREFER_SKB` (veth), else native
+/// where the driver supports it, falling back to skb with a warning.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModeArg {
@@ -237,6 +239,19 @@ fn attach_xdp(
             .attach_to_if_index(iface.index, XdpMode::Driver)
             .map(|l| (l, XdpModeInForce::Native))
             .map_err(|e| classify(e, "native")),
+        ModeArg::Auto
+            if crate::iface::driver(&iface.name)
+                .is_some_and(|d| crate::iface::PREFER_SKB.contains(&d.as_str())) =>
+        {
+            info!(
+                iface = %iface.name,
+                "virtual device (veth): using generic (skb) XDP, which keeps live traffic whole under a \
+                 flood where native veth XDP drops it (--mode native to override)"
+            );
+            xdp.attach_to_if_index(iface.index, XdpMode::Skb)
+                .map(|l| (l, XdpModeInForce::Skb))
+                .map_err(|e| classify(e, "skb"))
+        }
         ModeArg::Auto => match xdp.attach_to_if_index(iface.index, XdpMode::Driver) {
             Ok(l) => Ok((l, XdpModeInForce::Native)),
             Err(e) => match classify(e, "native") {

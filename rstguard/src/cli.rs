@@ -190,6 +190,12 @@ pub struct AttachArgs {
     /// Event log lines per second at most (more are summarised). [default: 5]
     #[arg(long, value_name = "N")]
     pub log_events_per_sec: Option<u32>,
+
+    /// Events each CPU may send the daemon per second, whatever the flood
+    /// (the kernel counts them down; the daemon refills them every 100 ms).
+    /// [default: 1000]
+    #[arg(long, value_name = "N")]
+    pub event_budget: Option<u32>,
 }
 
 /// The policy the programs apply. It can change live, without reloading.
@@ -254,7 +260,8 @@ pub struct PolicyArgs {
     pub inexact_budget: Option<u32>,
 
     /// Report one in N suspicious RSTs as an event (logged, and counted
-    /// for the most attacked flows and ports); 0: none. [default: 16]
+    /// for the most attacked flows and ports), within --event-budget;
+    /// 0: none. [default: 1]
     #[arg(long, value_name = "N")]
     pub event_sample: Option<u32>,
 }

@@ -25,6 +25,8 @@ use crate::{
 
 /// Default address of the metrics endpoint.
 pub const DEFAULT_METRICS: &str = "127.0.0.1:9477";
+/// Default number of events each CPU may send a second.
+pub const DEFAULT_EVENT_BUDGET_PER_SEC: u32 = 1000;
 /// Default number of event log lines per second.
 pub const DEFAULT_LOG_EVENTS_PER_SEC: u32 = 5;
 
@@ -45,6 +47,7 @@ pub struct ConfigFile {
     pub interval: Option<u64>,
     pub metrics: Option<String>,
     pub log_events_per_sec: Option<u32>,
+    pub event_budget: Option<u32>,
     /// Auto-mode settings, `[auto]` (with `policy = "auto"`).
     pub auto: Option<AutoSection>,
     /// Per-interface settings, `[interface.eth0]`.
@@ -114,6 +117,8 @@ pub struct Settings {
     pub json: bool,
     pub metrics: Option<SocketAddr>,
     pub log_events_per_sec: u32,
+    /// Events each CPU may send a second, whatever the sampling.
+    pub event_budget: u32,
     /// The file these came from, if any.
     pub config_path: Option<PathBuf>,
 }
@@ -270,6 +275,10 @@ pub fn resolve(
             .log_events_per_sec
             .or(file.log_events_per_sec)
             .unwrap_or(DEFAULT_LOG_EVENTS_PER_SEC),
+        event_budget: args
+            .event_budget
+            .or(file.event_budget)
+            .unwrap_or(DEFAULT_EVENT_BUDGET_PER_SEC),
         config_path,
     })
 }
@@ -374,6 +383,7 @@ mod tests {
         assert!(file.inexact_budget.is_some() && file.event_sample.is_some());
         assert!(file.trust.is_some() && file.flows.is_some() && file.interval.is_some());
         assert!(file.metrics.is_some() && file.log_events_per_sec.is_some());
+        assert!(file.event_budget.is_some());
         assert!(!file.interface.is_empty());
         let auto = file.auto.as_ref().expect("an [auto] section");
         assert!(auto.floor.is_some() && auto.ceiling.is_some() && auto.escalate_above.is_some());

@@ -1,7 +1,7 @@
 //! The embedded eBPF object: loading it and its two programs.
 
 use aya::{
-    maps::{MapData, RingBuf},
+    maps::{MapData, PerCpuArray, RingBuf},
     programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
@@ -55,6 +55,8 @@ pub struct Loaded {
     pub maps: Maps,
     /// The event ring buffer, until the daemon takes it.
     pub events: Option<RingBuf<MapData>>,
+    /// The per-CPU event budget, until the daemon takes it.
+    pub event_budget: Option<PerCpuArray<MapData, u32>>,
 }
 
 impl Loaded {
@@ -95,11 +97,17 @@ impl Loaded {
             .take_map(maps::EVENTS)
             .ok_or(Error::MissingMap(maps::EVENTS))?;
         let events = RingBuf::try_from(events).map_err(|e| Error::map(maps::EVENTS, e))?;
+        let budget = ebpf
+            .take_map(maps::EVENT_BUDGET)
+            .ok_or(Error::MissingMap(maps::EVENT_BUDGET))?;
+        let budget =
+            PerCpuArray::try_from(budget).map_err(|e| Error::map(maps::EVENT_BUDGET, e))?;
         let maps = Maps::from_ebpf(&mut ebpf)?;
         Ok(Loaded {
             ebpf,
             maps,
             events: Some(events),
+            event_budget: Some(budget),
         })
     }
 

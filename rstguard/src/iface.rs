@@ -39,6 +39,79 @@ impl Iface {
     }
 }
 
+/// The driver behind an interface (`veth`, `virtio_net`, `ixgbe`, ...), as
+/// `ethtool -i` reports it.
+pub fn driver(name: &str) -> Option<String> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        version: [u8; 32],
+        fw_version: [u8; 32],
+        bus_info: [u8; 32],
+        erom_version: [u8; 32],
+        reserved2: [u8; 12],
+        n_priv_flags: u32,
+        n_stats: u32,
+        testinfo_len: u32,
+        eedump_len: u32,
+        regdump_len: u32,
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [u8; libc::IFNAMSIZ],
+        data: *mut DrvInfo,
+        _pad: [u8; 16],
+    }
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        version: [0; 32],
+        fw_version: [0; 32],
+        bus_info: [0; 32],
+        erom_version: [0; 32],
+        reserved2: [0; 12],
+        n_priv_flags: 0,
+        n_stats: 0,
+        testinfo_len: 0,
+        eedump_len: 0,
+        regdump_len: 0,
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut info,
+        _pad: [0; 16],
+    };
+    req.name[..name.len()].copy_from_slice(name.as_bytes());
+    // SAFETY: a datagram socket for the ioctl, closed below; `req` and
+    // `info` outlive the call and have the layout the kernel expects.
+    let ok = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return None;
+        }
+        let r = libc::ioctl(fd, SIOCETHTOOL, &mut req as *mut IfReq);
+        libc::close(fd);
+        r == 0
+    };
+    if !ok {
+        return None;
+    }
+    let end = info.driver.iter().position(|b| *b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
+}
+
+/// Drivers whose native XDP is a poor choice: veth's hands every frame to a
+/// 256-slot ring that another CPU drains, so under a flood the live traffic
+/// is dropped with the flood (see BENCHMARKS.md); generic (skb) mode keeps
+/// it whole, and costs less there.
+pub const PREFER_SKB: &[&str] = &["veth"];
+
 fn index_of(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
     // SAFETY: a valid NUL-terminated string; the call only reads it.
@@ -49,6 +122,13 @@ fn index_of(name: &str) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_loopback_driver_is_named() {
+        // `lo` has no ethtool driver info; the call must fail cleanly.
+        assert_eq!(driver("no-such-if0"), None);
+        let _ = driver("lo");
+    }
 
     #[test]
     fn loopback_resolves_and_bad_names_do_not() {

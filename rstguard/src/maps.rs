@@ -194,6 +194,19 @@ impl Maps {
 
     // ---- flows ----
 
+    /// Kernel memory the flow table takes, as its fdinfo reports (`memlock`).
+    pub fn flows_memory(&self) -> Option<u64> {
+        use std::os::fd::{AsFd, AsRawFd};
+        let fd = match &self.flows {
+            Map::LruHashMap(d) | Map::HashMap(d) => d.fd().as_fd().as_raw_fd(),
+            _ => return None,
+        };
+        let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{fd}")).ok()?;
+        info.lines()
+            .find_map(|l| l.strip_prefix("memlock:"))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
     pub fn flow(&self, key: &FlowKey) -> Result<Option<Flow>, Error> {
         let map: HashMap<&MapData, FlowKey, Flow> = typed(&self.flows, maps::FLOWS)?;
         match map.get(key, 0) {

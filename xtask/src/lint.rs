@@ -9,7 +9,7 @@ pub fn run() -> anyhow::Result<()> {
         "clippy",
         "--all-targets",
         "--features",
-        "rstguard/privileged-tests",
+        "rstguard/privileged-tests,rstguard/bench",
         "--",
         "-D",
         "warnings",

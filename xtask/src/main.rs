@@ -39,6 +39,10 @@ enum Command {
     /// Show a blind RST attack killing a legacy TCP stack's connection, then
     /// failing with rstguard on the router (in network namespaces; root).
     Demo,
+    /// Run the benchmarks (root): program cost against baselines, RST
+    /// floods end to end, flow-table scale. `-- --write BENCHMARKS.md`
+    /// writes the report; `-- --help` lists the options.
+    Bench(run::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,6 +54,7 @@ fn main() -> ExitCode {
         Command::Test(args) => test::run(&args),
         Command::Lint => lint::run(),
         Command::Demo => run::demo(),
+        Command::Bench(args) => run::bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -71,6 +71,34 @@ pub fn demo() -> anyhow::Result<()> {
     Err(err).with_context(|| format!("could not start {}", bin.display()))
 }
 
+/// `cargo xtask bench [-- ARGS]`: builds rstguard and the benchmark runner
+/// in release, then runs the runner as root.
+pub fn bench(args: Args) -> anyhow::Result<()> {
+    setup::run(&setup::Args { check: false })?;
+    cmd::run(cmd::cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "rstguard",
+        "--features",
+        "bench",
+        "--bins",
+    ]))?;
+    let bin = root().join("target/release/rstguard-bench");
+    let mut cmd = if is_root() {
+        Command::new(&bin)
+    } else {
+        eprintln!("bench: not root: running through sudo -E");
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(&bin);
+        c
+    };
+    cmd.args(&args.args).current_dir(root());
+    eprintln!("+ {}", cmd::show(&cmd));
+    let err = cmd.exec();
+    Err(err).with_context(|| format!("could not start {}", bin.display()))
+}
+
 /// The interface of the IPv4 default route, else of the IPv6 one.
 fn default_route_interface() -> anyhow::Result<String> {
     if let Ok(route) = fs::read_to_string("/proc/net/route") {

@@ -9,12 +9,12 @@ use std::{
     time::Duration,
 };
 
-use aya::maps::{MapData, RingBuf};
+use aya::maps::{MapData, PerCpuArray, PerCpuValues, RingBuf};
 use rstguard_common::{
+    maps::EVENT_REFILL_MS,
     state::{TopFlow, TopPort, TOP_N},
     Action, FlowKey, RstEvent, Verdict,
 };
-use tokio::io::unix::AsyncFd;
 use tracing::{info, warn};
 
 use super::Shared;
@@ -107,36 +107,43 @@ fn verdict_name(v: u8) -> &'static str {
         .map_or("unknown", |x| x.name())
 }
 
-/// Reads events until the ring buffer's fd fails; logs at most `per_sec`
-/// a second.
-pub async fn run(ring: RingBuf<MapData>, shared: Arc<Mutex<Shared>>, per_sec: u32) {
-    // SAFETY: the RingBuf owns its map fd for as long as the AsyncFd owns
-    // the RingBuf, and always returns that same fd.
-    let mut fd = match unsafe { AsyncFd::register(ring) } {
-        Ok(fd) => fd,
-        Err(e) => {
-            warn!(error = %e, "cannot watch the event ring buffer; events are not reported");
-            return;
-        }
+/// Refills every CPU's event budget to `per_tick`.
+fn refill(budget: &mut PerCpuArray<MapData, u32>, per_tick: u32) {
+    let Ok(ncpus) = aya::util::nr_cpus() else {
+        return;
     };
-    let mut limit = LogLimit::new(per_sec);
-    let mut second = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        let mut guard = tokio::select! {
-            ready = fd.readable_mut() => match ready {
-                Ok(g) => g,
-                Err(e) => {
-                    warn!(error = %e, "event ring buffer failed");
-                    return;
-                }
-            },
-            _ = second.tick() => {
-                limit.new_second();
-                continue;
+    match PerCpuValues::try_from(vec![per_tick; ncpus]) {
+        Ok(v) => {
+            if let Err(e) = budget.set(0, v, 0) {
+                warn!(error = %e, "refilling the event budget failed");
             }
-        };
-        let ring = guard.get_inner_mut();
-        let mut batch = Vec::new();
+        }
+        Err(e) => warn!(error = %e, "refilling the event budget failed"),
+    }
+}
+
+/// Every 100 ms: refills the programs' event budget and drains the ring
+/// (the programs never wake the daemon: see `flows.rs`). Logs at most
+/// `per_sec` events a second.
+pub async fn run(
+    mut ring: RingBuf<MapData>,
+    mut budget: PerCpuArray<MapData, u32>,
+    per_tick: u32,
+    shared: Arc<Mutex<Shared>>,
+    per_sec: u32,
+) {
+    let mut limit = LogLimit::new(per_sec);
+    let mut tick = tokio::time::interval(Duration::from_millis(EVENT_REFILL_MS));
+    let mut ticks = 0u64;
+    let mut batch = Vec::new();
+    loop {
+        tick.tick().await;
+        refill(&mut budget, per_tick);
+        ticks += 1;
+        if ticks.is_multiple_of(1000 / EVENT_REFILL_MS) {
+            limit.new_second();
+        }
+        batch.clear();
         while let Some(item) = ring.next() {
             if item.len() >= std::mem::size_of::<RstEvent>() {
                 // SAFETY: the kernel wrote a whole RstEvent (checked length);
@@ -144,7 +151,9 @@ pub async fn run(ring: RingBuf<MapData>, shared: Arc<Mutex<Shared>>, per_sec: u3
                 batch.push(unsafe { (item.as_ptr() as *const RstEvent).read_unaligned() });
             }
         }
-        guard.clear_ready();
+        if batch.is_empty() {
+            continue;
+        }
         let mut s = shared.lock().expect("daemon state lock");
         for e in &batch {
             s.top.record(e);

@@ -26,7 +26,7 @@ use std::{
 
 use anyhow::Context as _;
 use rstguard_common::{
-    maps::POLICY_DEFAULT,
+    maps::{EVENT_REFILL_MS, POLICY_DEFAULT},
     policy::POLICY_PINNED,
     state::{IfaceState, MAX_IFACES},
     DaemonState, Policy,
@@ -288,7 +288,7 @@ fn run_claimed(
         return Err(e.into());
     }
 
-    let ring = loaded.events.take();
+    let ring = loaded.events.take().zip(loaded.event_budget.take());
     let mut state = DaemonState {
         pid: std::process::id(),
         started_unix: unix_now(),
@@ -400,7 +400,10 @@ async fn serve(
     cx: Context<'_>,
     mut settings: Settings,
     metrics: Option<TcpListener>,
-    ring: Option<aya::maps::RingBuf<aya::maps::MapData>>,
+    ring: Option<(
+        aya::maps::RingBuf<aya::maps::MapData>,
+        aya::maps::PerCpuArray<aya::maps::MapData, u32>,
+    )>,
     mut signals: Signals,
 ) -> anyhow::Result<()> {
     let Context {
@@ -410,9 +413,12 @@ async fn serve(
         attachments,
     } = cx;
     let _metrics = metrics.map(|l| tokio::spawn(metrics::serve(l, Arc::clone(shared))));
-    let _events = ring.map(|r| {
+    let per_tick = settings.event_budget / (1000 / EVENT_REFILL_MS as u32);
+    let _events = ring.map(|(r, budget)| {
         tokio::spawn(events::run(
             r,
+            budget,
+            per_tick.max(u32::from(settings.event_budget > 0)),
             Arc::clone(shared),
             settings.log_events_per_sec,
         ))

@@ -53,7 +53,7 @@ fn second_terminal_commands_work_against_a_running_daemon() {
         (Value::Bool(true), Value::Bool(true)),
         "{st}"
     );
-    assert_eq!(i0["xdp_mode"], "native");
+    assert_eq!(i0["xdp_mode"], "skb", "auto picks skb on veth");
     assert_eq!(i0["egress"], "tcx");
     assert_eq!(st["policy"]["level"], "monitor");
     assert_eq!(n(&st["flow_table"]["capacity"]), 1 << 20);
@@ -188,6 +188,8 @@ fn metrics_scrape_parses_and_matches_the_traffic() {
             "enforce",
             "--interval",
             "0",
+            "--mode",
+            "native",
             "--flows",
             "5000",
         ],

@@ -91,7 +91,12 @@ fn attach_counts_traffic_and_rsts_then_detaches_on_sigterm() {
     assert_eq!(n(&hooks["xdp"]["rst"]), 1, "{s0}");
     assert_eq!(n(&s0["rst"]["exact"]["passed"]), 1, "{s0}");
     assert!(n(&s0["flows"]["created"]) >= 2, "{s0}");
-    assert_eq!(s0["xdp_mode"], "native");
+    assert_eq!(s0["xdp_mode"], "skb", "auto picks skb on veth");
+    assert!(
+        daemon.log().contains("virtual device (veth)"),
+        "{}",
+        daemon.log()
+    );
 
     // Nothing left attached.
     let link = pair.server.ip(&["-d", "link", "show", "s0"]);

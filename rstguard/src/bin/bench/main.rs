@@ -3,7 +3,10 @@
 //! `--write FILE` writes them as Markdown (BENCHMARKS.md). Needs root.
 
 mod cost;
+mod flood;
 mod frames;
+mod report;
+mod scale;
 mod stats;
 
 use std::{fmt::Write as _, fs, path::PathBuf, process::ExitCode};
@@ -22,6 +25,9 @@ struct Args {
     /// Only these parts (repeatable): cost, scale, flood.
     #[arg(long = "only", value_enum)]
     only: Vec<Part>,
+    /// Seconds each flood lasts.
+    #[arg(long, default_value_t = 3.0)]
+    flood_secs: f64,
     /// Write the results as Markdown to FILE.
     #[arg(long, value_name = "FILE")]
     write: Option<PathBuf>,
@@ -38,13 +44,32 @@ fn main() -> ExitCode {
     let args = Args::parse();
     rstguard_lab::require_root();
     let want = |p| args.only.is_empty() || args.only.contains(&p);
-    let mut md = String::new();
+    let started = std::time::Instant::now();
+    let mut md = report::header(&args_line(&args), args.rounds);
     if want(Part::Cost) {
         let results = cost::measure(args.rounds, args.repeat);
         let table = cost_table(&results);
         println!("{table}");
-        md.push_str(&table);
+        md.push_str(&report::cost(&table, &results, args.repeat));
     }
+    if want(Part::Flood) {
+        let results = flood::measure(args.rounds, args.flood_secs);
+        let table = flood_table(&results);
+        println!("{table}");
+        md.push_str(&report::flood(&table, &results, args.flood_secs));
+    }
+    if want(Part::Scale) {
+        let sizes = scale::sizes(args.rounds);
+        let over = scale::overflow();
+        let table = scale_table(&sizes, &over);
+        println!("{table}");
+        md.push_str(&report::scale(&table, &sizes));
+    }
+    md.push_str(report::NIC);
+    md.push_str(&format!(
+        "\n_The whole run took {:.0} s._\n",
+        started.elapsed().as_secs_f64()
+    ));
     if let Some(path) = &args.write {
         if let Err(e) = fs::write(path, &md) {
             eprintln!("rstguard-bench: writing {}: {e}", path.display());
@@ -90,5 +115,97 @@ fn cost_table(results: &[cost::ClassResult]) -> String {
             },
         );
     }
+    s
+}
+
+fn scale_table(sizes: &[scale::SizeResult], o: &scale::Overflow) -> String {
+    let mut s = String::new();
+    let base = sizes[0].lookup.median();
+    let _ = writeln!(
+        s,
+        "| flows in the table | tracked-flow packet, ns (each run a different flow) | vs 1k (aim at 4M <= 1.5) | kernel memory per flow, bytes (aim <= 128) | flow creation while filling, ns |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- |");
+    for r in sizes {
+        let ratio = r.lookup.median() / base;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:.2}{} | {:.0}{} | {:.0} |",
+            r.flows,
+            r.lookup.show(1),
+            ratio,
+            if r.flows == 4_000_000 && ratio > 1.5 {
+                " (missed)"
+            } else {
+                ""
+            },
+            r.bytes_per_flow,
+            if r.bytes_per_flow > 128.0 {
+                " (missed)"
+            } else {
+                ""
+            },
+            r.fill_ns
+        );
+    }
+    let _ = writeln!(s);
+    let _ = writeln!(
+        s,
+        "Past capacity: a table of {} flows, {} of them established, then {} new flows (SYNs of a flood) in chunks of 50,000. \
+         Creating a flow in the full table (each evicts the least recently used one) costs {} ns, {:.1} M creations/s on one core. \
+         Established flows still tracked afterwards: {} of {} when their traffic went on between chunks, {} of {} when they were idle.",
+        o.capacity,
+        o.established,
+        o.new_flows,
+        o.create_full_ns.show(0),
+        1000.0 / o.create_full_ns.median(),
+        o.survived_active,
+        o.established,
+        o.survived_idle,
+        o.established
+    );
+    s
+}
+
+fn flood_table(results: &[flood::FloodResult]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| configuration | spoofed RSTs, Mpps | machine CPU per spoofed RST, ns (sender + receiver) | filter program per packet, ns (bpf_stats) | live transfer goodput during the flood |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- |");
+    for r in results {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.0}% ({:.0}-{:.0}%) |",
+            r.config.name(),
+            r.pps.show(2),
+            r.cpu_ns.show(0),
+            if r.prog_ns.0.is_empty() {
+                "-".to_string()
+            } else {
+                r.prog_ns.show(1)
+            },
+            100.0 * r.goodput.median(),
+            100.0 * r.goodput.min(),
+            100.0 * r.goodput.max()
+        );
+    }
+    s
+}
+
+/// The command line that reproduces this run.
+fn args_line(a: &Args) -> String {
+    let mut s = String::from("cargo xtask bench --");
+    if a.rounds != 5 {
+        s.push_str(&format!(" --rounds {}", a.rounds));
+    }
+    if a.repeat != 1_000_000 {
+        s.push_str(&format!(" --repeat {}", a.repeat));
+    }
+    for p in &a.only {
+        s.push_str(&format!(" --only {}", format!("{p:?}").to_lowercase()));
+    }
+    s.push_str(" --write BENCHMARKS.md");
     s
 }
