@@ -122,30 +122,19 @@ impl Daemon {
     /// Waits (bounded) for an exit someone else caused; returns the exit
     /// code and stdout.
     pub fn stop_exited(&mut self) -> (i32, Vec<String>) {
-        let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let code = loop {
-            if let Some(status) = child.try_wait().expect("waiting") {
-                break status.code().unwrap_or(-1);
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                panic!("rstguard did not exit: {}", self.log());
-            }
-            thread::sleep(Duration::from_millis(50));
-        };
-        while let Ok(line) = self.stdout_rx.recv_timeout(Duration::from_secs(2)) {
-            self.stdout.push(line);
-        }
-        (code, self.stdout.clone())
+        self.wait("rstguard did not exit")
     }
 
     /// Sends SIGTERM and waits (bounded) for a clean exit. Returns the exit
     /// code and everything printed on stdout.
     pub fn stop(&mut self) -> (i32, Vec<String>) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        self.wait("rstguard did not exit within 20 s of SIGTERM")
+    }
+
+    /// Waits at most 20 s for the process to exit, then collects stdout.
+    fn wait(&mut self, why: &str) -> (i32, Vec<String>) {
         let mut child = self.child.take().expect("running");
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
         let deadline = Instant::now() + Duration::from_secs(20);
         let code = loop {
             if let Some(status) = child.try_wait().expect("waiting") {
@@ -153,10 +142,7 @@ impl Daemon {
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!(
-                    "rstguard did not exit within 20 s of SIGTERM: {}",
-                    self.log()
-                );
+                panic!("{why}: {}", self.log());
             }
             thread::sleep(Duration::from_millis(50));
         };

@@ -35,19 +35,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.args
     };
-    let bin = root().join("target/release/rstguard");
+    exec_as_root(&root().join("target/release/rstguard"), &argv)
+}
+
+/// Replaces this process with `bin ARGS`, as root (through `sudo -E` when
+/// not root). Signals (Ctrl-C, SIGTERM) then reach the program directly.
+fn exec_as_root(bin: &std::path::Path, args: &[String]) -> anyhow::Result<()> {
     let mut cmd = if is_root() {
-        Command::new(&bin)
+        Command::new(bin)
     } else {
-        eprintln!("run: not root: running through sudo -E");
+        eprintln!("not root: running through sudo -E");
         let mut c = Command::new("sudo");
-        c.arg("-E").arg(&bin);
+        c.arg("-E").arg(bin);
         c
     };
-    cmd.args(&argv);
+    cmd.args(args);
     eprintln!("+ {}", cmd::show(&cmd));
-    // Replace this process: signals (Ctrl-C, SIGTERM) then reach rstguard
-    // directly, which detaches on them.
     let err = cmd.exec();
     Err(err).with_context(|| format!("could not start {}", bin.display()))
 }
@@ -57,18 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 pub fn demo() -> anyhow::Result<()> {
     setup::run(&setup::Args { check: false })?;
     cmd::run(cmd::cargo().args(["build", "--release", "-p", "rstguard", "-p", "rstguard-lab"]))?;
-    let bin = root().join("target/release/rstguard-demo");
-    let mut cmd = if is_root() {
-        Command::new(&bin)
-    } else {
-        eprintln!("demo: not root: running through sudo -E");
-        let mut c = Command::new("sudo");
-        c.arg("-E").arg(&bin);
-        c
-    };
-    eprintln!("+ {}", cmd::show(&cmd));
-    let err = cmd.exec();
-    Err(err).with_context(|| format!("could not start {}", bin.display()))
+    exec_as_root(&root().join("target/release/rstguard-demo"), &[])
 }
 
 /// `cargo xtask bench [-- ARGS]`: builds rstguard and the benchmark runner
@@ -84,19 +76,7 @@ pub fn bench(args: Args) -> anyhow::Result<()> {
         "bench",
         "--bins",
     ]))?;
-    let bin = root().join("target/release/rstguard-bench");
-    let mut cmd = if is_root() {
-        Command::new(&bin)
-    } else {
-        eprintln!("bench: not root: running through sudo -E");
-        let mut c = Command::new("sudo");
-        c.arg("-E").arg(&bin);
-        c
-    };
-    cmd.args(&args.args).current_dir(root());
-    eprintln!("+ {}", cmd::show(&cmd));
-    let err = cmd.exec();
-    Err(err).with_context(|| format!("could not start {}", bin.display()))
+    exec_as_root(&root().join("target/release/rstguard-bench"), &args.args)
 }
 
 /// The interface of the IPv4 default route, else of the IPv6 one.

@@ -11,19 +11,14 @@ mod legit;
 use std::{
     io::{ErrorKind, Read, Write},
     net::{Shutdown, TcpListener, TcpStream},
-    sync::{
-        atomic::{AtomicBool, AtomicU64, Ordering},
-        Arc,
-    },
     thread,
     time::{Duration, Instant},
 };
 
 use aya::programs::{SchedClassifier, TcAttachType};
-use rand::Rng;
 use rstguard_lab::{
-    daemon::iface, http_get, n, rstguard_bin, sockaddr, spoof::Spoofer, traffic::drain, Daemon,
-    Netns, Pair, CLIENT4, SERVER4,
+    daemon::iface, http_get, n, rstguard_bin, sockaddr, spoof::random_rsts, traffic::drain, Daemon,
+    LiveTransfer, Netns, Pair, CLIENT4, SERVER4,
 };
 use socket2::SockRef;
 
@@ -130,99 +125,22 @@ fn enforce_survives_1000_blind_rsts_and_accounts_for_each() {
             "--json",
         ],
     );
-
-    // A live transfer, client -> server, until told to stop.
-    let received = Arc::new(AtomicU64::new(0));
-    let server = {
-        let received = Arc::clone(&received);
-        pair.server.spawn(move || {
-            let l = TcpListener::bind(sockaddr(SERVER4, 5000)).unwrap();
-            let (mut s, _) = l.accept().unwrap();
-            let mut buf = [0u8; 65536];
-            loop {
-                match s.read(&mut buf) {
-                    Ok(0) => return None,
-                    Ok(k) => {
-                        received.fetch_add(k as u64, Ordering::Relaxed);
-                    }
-                    Err(e) => return Some(e.kind()),
-                }
-            }
-        })
-    };
-    let stop = Arc::new(AtomicBool::new(false));
-    let (port_tx, port_rx) = std::sync::mpsc::channel();
-    let client = {
-        let stop = Arc::clone(&stop);
-        pair.client.spawn(move || {
-            let mut c = connect_retry(sockaddr(SERVER4, 5000));
-            port_tx.send(c.local_addr().unwrap().port()).unwrap();
-            let chunk = vec![1u8; 16384];
-            let mut sent = 0u64;
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-                if let Err(e) = c.write_all(&chunk) {
-                    return Err(e.kind());
-                }
-                sent += chunk.len() as u64;
-                // Keep the transfer live but bounded (about 16 MB/s).
-                thread::sleep(Duration::from_millis(1));
-            }
-            c.shutdown(Shutdown::Write).map_err(|e| e.kind())?;
-            Ok(sent)
-        })
-    };
-    let cport = port_rx
-        .recv_timeout(Duration::from_secs(10))
-        .expect("connected");
-    thread::sleep(Duration::from_millis(300));
+    let live = LiveTransfer::start(&pair.server, &pair.client, SERVER4, 5000);
+    live.assert_flowing();
 
     // 1,000 RSTs at random sequence numbers, spoofed as the client.
-    let before = received.load(Ordering::Relaxed);
-    pair.client.run(move || {
-        let spoofer = Spoofer::new(false);
-        let mut rng = rand::thread_rng();
-        for _ in 0..SPOOFED {
-            spoofer.rst(
-                sockaddr(CLIENT4, cport),
-                sockaddr(SERVER4, 5000),
-                rng.gen(),
-                Some(rng.gen()),
-            );
-        }
-    });
-    thread::sleep(Duration::from_millis(500));
-    assert!(
-        received.load(Ordering::Relaxed) > before,
-        "the transfer stalled during the flood"
-    );
-    thread::sleep(Duration::from_millis(500));
-    let mid = received.load(Ordering::Relaxed);
-    thread::sleep(Duration::from_millis(300));
-    assert!(
-        received.load(Ordering::Relaxed) > mid,
-        "the transfer stopped after the flood"
-    );
-
-    stop.store(true, Ordering::Relaxed);
-    let sent = client
-        .join()
-        .unwrap()
-        .expect("the client's socket survived");
-    let end = server.join().unwrap();
-    assert_eq!(end, None, "the server's socket was reset");
-    assert_eq!(
-        received.load(Ordering::Relaxed),
-        sent,
-        "byte-exact transfer"
-    );
+    let (client, server) = (sockaddr(CLIENT4, live.client_port), sockaddr(SERVER4, 5000));
+    random_rsts(&pair.client, client, server, SPOOFED as u32);
+    live.assert_flowing();
+    let outcome = live.finish();
+    assert_eq!(outcome.server_error, None, "the server's socket was reset");
+    assert_eq!(outcome.sent, Ok(outcome.received), "byte-exact transfer");
 
     let (code, stdout) = daemon.stop();
     assert_eq!(code, 0, "{}", daemon.log());
     let last: serde_json::Value = serde_json::from_str(stdout.last().unwrap()).unwrap();
     let s0 = iface(&last, "s0");
     let rst = &s0["rst"];
-    eprintln!("counters after the flood: {s0}");
     let total: u64 = rst
         .as_object()
         .unwrap()
