@@ -246,14 +246,11 @@ impl Controller {
 mod tests {
     use super::*;
 
+    /// The defaults, with a quiet period short enough to walk through.
     fn cfg() -> AutoConfig {
         AutoConfig {
-            floor: Level::Monitor,
-            ceiling: Level::Strict,
-            escalate_above: 100.0,
-            relax_below: 10.0,
-            escalate_after: 3,
             quiet_period: 5,
+            ..AutoConfig::default()
         }
     }
 

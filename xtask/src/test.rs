@@ -15,6 +15,18 @@ pub enum Layer {
     Network,
 }
 
+impl Layer {
+    /// The layer's name, which is also its test target's name for the
+    /// privileged layers (`rstguard/tests/packet`, `rstguard/tests/network`).
+    fn name(self) -> &'static str {
+        match self {
+            Layer::Host => "host",
+            Layer::Packet => "packet",
+            Layer::Network => "network",
+        }
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Skip the layers that need root (packet, network); the summary says
@@ -57,23 +69,14 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             let mut c = cmd::cargo();
             match layer {
                 Layer::Host => c.args(["test", "--workspace", "--exclude", "rstguard-ebpf"]),
-                Layer::Packet => c.args([
+                Layer::Packet | Layer::Network => c.args([
                     "test",
                     "-p",
                     "rstguard",
                     "--features",
                     "privileged-tests",
                     "--test",
-                    "packet",
-                ]),
-                Layer::Network => c.args([
-                    "test",
-                    "-p",
-                    "rstguard",
-                    "--features",
-                    "privileged-tests",
-                    "--test",
-                    "network",
+                    layer.name(),
                 ]),
             };
             if !args.test_args.is_empty() {
@@ -98,7 +101,7 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
             }
             Outcome::Skipped(why) => format!("skipped ({why})"),
         };
-        eprintln!("  {:<8} {line}", format!("{layer:?}").to_lowercase());
+        eprintln!("  {:<8} {line}", layer.name());
     }
     if failed > 0 {
         bail!("{failed} test layer(s) failed");

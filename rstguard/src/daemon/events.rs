@@ -218,31 +218,20 @@ fn log(e: &RstEvent, device: &str) {
     } else {
         "passed"
     };
-    if e.has_flow != 0 {
-        info!(
-            device = %device,
-            verdict = %verdict_name(e.verdict),
-            action = %action,
-            src = %src,
-            dst = %dst,
-            seq = e.seq,
-            expected = e.expected,
-            window = e.window,
-            ttl = e.ttl,
-            "suspicious RST"
-        );
-    } else {
-        info!(
-            device = %device,
-            verdict = %verdict_name(e.verdict),
-            action = %action,
-            src = %src,
-            dst = %dst,
-            seq = e.seq,
-            ttl = e.ttl,
-            "suspicious RST"
-        );
-    }
+    // Without a flow there is no expectation: tracing leaves `None` fields out.
+    let known = |v: u32| (e.has_flow != 0).then_some(v);
+    info!(
+        device = %device,
+        verdict = %verdict_name(e.verdict),
+        action = %action,
+        src = %src,
+        dst = %dst,
+        seq = e.seq,
+        expected = known(e.expected),
+        window = known(e.window),
+        ttl = e.ttl,
+        "suspicious RST"
+    );
 }
 
 #[cfg(test)]

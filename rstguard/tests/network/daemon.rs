@@ -149,7 +149,10 @@ fn second_terminal_commands_work_against_a_running_daemon() {
     // Events are logged, at most 3 a second, the rest summarised.
     let line = daemon.wait_log("suspicious RST");
     assert!(
-        line.contains("verdict=out_of_window") && line.contains(&format!("dst={SERVER4}:5000")),
+        line.contains("verdict=out_of_window")
+            && line.contains(&format!("dst={SERVER4}:5000"))
+            && line.contains(" expected=")
+            && line.contains(" window="),
         "{line}"
     );
     daemon.wait_log("events left out of the log");

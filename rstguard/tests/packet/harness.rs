@@ -4,7 +4,10 @@
 
 use std::net::IpAddr;
 
-use aya::programs::{TestRun, TestRunOptions};
+use aya::{
+    programs::{ProgramError, TestRun, TestRunOptions},
+    TestRunResult,
+};
 use etherparse::{
     IpHeaders, IpNumber, Ipv4Header, Ipv4Options, Ipv6Extensions, Ipv6FragmentHeader, Ipv6Header,
     Ipv6RawExtHeader, PacketBuilder, TcpOptionElement, VlanId,
@@ -32,6 +35,18 @@ pub fn require_root() {
              run `sudo -E cargo xtask test`"
         );
     }
+}
+
+/// Runs `prog` once over `frame` with BPF_PROG_TEST_RUN; its return value.
+fn run_once<P>(prog: &P, frame: &[u8]) -> Result<u32, ProgramError>
+where
+    P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
+{
+    let opts = TestRunOptions {
+        data_in: Some(frame),
+        ..TestRunOptions::default()
+    };
+    prog.test_run(opts).map(|r| r.return_value)
 }
 
 /// The real object, freshly loaded (fresh maps) for one test.
@@ -79,38 +94,20 @@ impl Harness {
     }
 
     pub fn xdp(&mut self, frame: &[u8]) -> u32 {
-        let prog = self.loaded.xdp().expect("the XDP program");
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            ..TestRunOptions::default()
-        };
-        prog.test_run(opts)
+        run_once(self.loaded.xdp().expect("the XDP program"), frame)
             .expect("BPF_PROG_TEST_RUN (xdp)")
-            .return_value
     }
 
     pub fn tc(&mut self, frame: &[u8]) -> u32 {
-        let prog = self.loaded.tc().expect("the TC program");
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            ..TestRunOptions::default()
-        };
-        prog.test_run(opts)
-            .expect("BPF_PROG_TEST_RUN (tc)")
-            .return_value
+        run_once(self.loaded.tc().expect("the TC program"), frame).expect("BPF_PROG_TEST_RUN (tc)")
     }
 
     /// Like [`Harness::tc`], but returns the kernel's refusal to build an
     /// skb from `frame` (EINVAL) instead of panicking on it.
     pub fn try_tc(&mut self, frame: &[u8]) -> Option<u32> {
-        let prog = self.loaded.tc().expect("the TC program");
-        let opts = TestRunOptions {
-            data_in: Some(frame),
-            ..TestRunOptions::default()
-        };
-        match prog.test_run(opts) {
-            Ok(r) => Some(r.return_value),
-            Err(aya::programs::ProgramError::SyscallError(e))
+        match run_once(self.loaded.tc().expect("the TC program"), frame) {
+            Ok(verdict) => Some(verdict),
+            Err(ProgramError::SyscallError(e))
                 if e.io_error.raw_os_error() == Some(libc::EINVAL) =>
             {
                 None
