@@ -4,7 +4,7 @@
 //! 2. packet: the real eBPF object through BPF_PROG_TEST_RUN (root);
 //! 3. network: namespaces, veth, real sockets, the real CLI (root).
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 
 use crate::{cmd, setup};
 
@@ -47,6 +47,21 @@ enum Outcome {
     Skipped(&'static str),
 }
 
+/// Where network test runs on this machine take turns.
+const NETWORK_LOCK: &str = "/run/rstguard-network-tests.lock";
+
+/// Waits for this machine's network test lock (released when dropped).
+fn network_lock() -> anyhow::Result<std::fs::File> {
+    let f =
+        std::fs::File::create(NETWORK_LOCK).with_context(|| format!("creating {NETWORK_LOCK}"))?;
+    if f.try_lock().is_err() {
+        eprintln!("test: another network test run holds {NETWORK_LOCK}; waiting for it");
+        f.lock()
+            .with_context(|| format!("locking {NETWORK_LOCK}"))?;
+    }
+    Ok(f)
+}
+
 pub fn run(args: &Args) -> anyhow::Result<()> {
     setup::run(&setup::Args { check: false })?;
     let wanted = |l: Layer| args.layers.is_empty() || args.layers.contains(&l);
@@ -66,6 +81,10 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     .into(),
             )
         } else {
+            // Network tests create namespaces with fixed names and
+            // addresses: two runs at once (two checkouts on one machine)
+            // would trip over each other, so they take turns.
+            let _turn = (layer == Layer::Network).then(network_lock).transpose()?;
             let mut c = cmd::cargo();
             match layer {
                 Layer::Host => c.args(["test", "--workspace", "--exclude", "rstguard-ebpf"]),
