@@ -3,7 +3,10 @@
 //! single writer) and user space sums them over all possible CPUs with
 //! wrapping arithmetic.
 
-use crate::judge::{Action, Verdict};
+use crate::{
+    judge::{Action, Verdict},
+    track::Ignore,
+};
 
 /// Counters that are not RST verdicts. RST verdicts follow them, two slots
 /// per verdict (passed, dropped): see [`rst_slot`].
@@ -22,6 +25,9 @@ pub enum Counter {
     TcTcp,
     /// TCP RSTs the host itself sent (seen at TC egress, never judged).
     TcRst,
+    /// TCP RSTs the host forwarded (seen at TC egress, judged where they
+    /// entered; they change nothing more).
+    TcForwardedRst,
     /// Flows created (on a SYN, or on mid-stream pickup).
     FlowsCreated,
     /// Flow creations that the map refused.
@@ -52,10 +58,16 @@ pub enum Counter {
     BadTcpOptions,
     /// Events the ring buffer had no room for.
     EventsLost,
+    /// Segments that taught nothing, by [`Ignore`] reason (they pass).
+    IgnoredSyn,
+    IgnoredSeqOutOfWindow,
+    IgnoredAckOutOfRange,
+    IgnoredFinOutOfOrder,
+    IgnoredLocalSpoof,
 }
 
 /// Number of [`Counter`] slots before the RST verdict slots.
-pub const FIXED_COUNTERS: usize = Counter::EventsLost as usize + 1;
+pub const FIXED_COUNTERS: usize = Counter::IgnoredLocalSpoof as usize + 1;
 /// Total number of slots in [`Counters`].
 pub const COUNTER_SLOTS: usize = FIXED_COUNTERS + Verdict::COUNT * 2;
 
@@ -124,6 +136,8 @@ pub enum CounterKind {
     Fragment,
     /// Ring-buffer events lost.
     EventsLost,
+    /// A segment that taught nothing, by reason.
+    Ignored(Ignore),
 }
 
 impl Counter {
@@ -134,6 +148,7 @@ impl Counter {
         Counter::TcPackets,
         Counter::TcTcp,
         Counter::TcRst,
+        Counter::TcForwardedRst,
         Counter::FlowsCreated,
         Counter::FlowCreateFailed,
         Counter::ClosedFlowPackets,
@@ -149,7 +164,24 @@ impl Counter {
         Counter::BadTcpDoff,
         Counter::BadTcpOptions,
         Counter::EventsLost,
+        Counter::IgnoredSyn,
+        Counter::IgnoredSeqOutOfWindow,
+        Counter::IgnoredAckOutOfRange,
+        Counter::IgnoredFinOutOfOrder,
+        Counter::IgnoredLocalSpoof,
     ];
+
+    /// The counter of segments ignored for `why`.
+    #[inline(always)]
+    pub const fn ignored(why: Ignore) -> Counter {
+        match why {
+            Ignore::Syn => Counter::IgnoredSyn,
+            Ignore::SeqOutOfWindow => Counter::IgnoredSeqOutOfWindow,
+            Ignore::AckOutOfRange => Counter::IgnoredAckOutOfRange,
+            Ignore::FinOutOfOrder => Counter::IgnoredFinOutOfOrder,
+            Ignore::LocalSpoof => Counter::IgnoredLocalSpoof,
+        }
+    }
 
     pub const fn kind(self) -> CounterKind {
         use CounterKind::*;
@@ -160,6 +192,7 @@ impl Counter {
             Counter::TcPackets => Hook("tc", "all"),
             Counter::TcTcp => Hook("tc", "tcp"),
             Counter::TcRst => Hook("tc", "rst"),
+            Counter::TcForwardedRst => Hook("tc", "forwarded_rst"),
             Counter::FlowsCreated => Flow("created"),
             Counter::FlowCreateFailed => Flow("create_failed"),
             Counter::ClosedFlowPackets => Flow("closed_flow_packets"),
@@ -175,6 +208,11 @@ impl Counter {
             Counter::BadTcpDoff => ParseError("bad_tcp_doff"),
             Counter::BadTcpOptions => ParseError("bad_tcp_options"),
             Counter::EventsLost => EventsLost,
+            Counter::IgnoredSyn => Ignored(Ignore::Syn),
+            Counter::IgnoredSeqOutOfWindow => Ignored(Ignore::SeqOutOfWindow),
+            Counter::IgnoredAckOutOfRange => Ignored(Ignore::AckOutOfRange),
+            Counter::IgnoredFinOutOfOrder => Ignored(Ignore::FinOutOfOrder),
+            Counter::IgnoredLocalSpoof => Ignored(Ignore::LocalSpoof),
         }
     }
 
@@ -187,11 +225,17 @@ impl Counter {
             Counter::TcPackets => "tc_packets",
             Counter::TcTcp => "tc_tcp",
             Counter::TcRst => "tc_rst",
+            Counter::TcForwardedRst => "tc_forwarded_rst",
             Counter::FlowsCreated => "flows_created",
             Counter::FlowCreateFailed => "flow_create_failed",
             Counter::ClosedFlowPackets => "closed_flow_packets",
             Counter::NonFirstFragment => "non_first_fragments",
             Counter::EventsLost => "events_lost",
+            Counter::IgnoredSyn => "ignored_syn",
+            Counter::IgnoredSeqOutOfWindow => "ignored_seq_out_of_window",
+            Counter::IgnoredAckOutOfRange => "ignored_ack_out_of_range",
+            Counter::IgnoredFinOutOfOrder => "ignored_fin_out_of_order",
+            Counter::IgnoredLocalSpoof => "ignored_local_spoof",
             other => match other.kind() {
                 CounterKind::ParseError(kind) => kind,
                 _ => "unnamed",
@@ -208,6 +252,15 @@ mod tests {
     fn all_lists_every_counter_in_order() {
         for (i, c) in Counter::ALL.iter().enumerate() {
             assert_eq!(*c as usize, i);
+        }
+    }
+
+    #[test]
+    fn every_ignore_reason_has_its_own_counter() {
+        for why in Ignore::ALL {
+            let c = Counter::ignored(why);
+            assert_eq!(c.kind(), CounterKind::Ignored(why));
+            assert!(c.name().ends_with(why.name()));
         }
     }
 

@@ -5,17 +5,25 @@ pub const WSCALE_NONE: u8 = 0x80;
 /// `FlowHalf::wscale` when the endpoint's SYN was never seen.
 pub const WSCALE_UNKNOWN: u8 = 0xff;
 
-/// `FlowHalf::flags`: the endpoint has sent something.
+/// `FlowHalf::flags`: the endpoint has been seen to send a segment that
+/// taught something (a half never seen has no ground for a judgement).
 pub const HALF_SEEN: u8 = 1 << 0;
 /// `FlowHalf::flags`: `ack` holds an ACK number it sent.
 pub const HALF_ACK: u8 = 1 << 1;
-/// `FlowHalf::flags`: it sent a FIN, at `fin_seq`.
+/// `FlowHalf::flags`: it sent a FIN, ending at `max_end`. The FIN is
+/// confirmed (the peer's RCV.NXT - 1 after it is an exact RST sequence)
+/// once `snd_nxt` reaches `max_end`: contiguous with everything before it.
 pub const HALF_FIN: u8 = 1 << 2;
-/// `FlowHalf::flags`: `sack_right` holds the right edge of a SACK block.
+/// `FlowHalf::flags`: `sack_right` holds the right edge of the highest SACK
+/// block in its latest segment (cleared by a segment without SACK).
 pub const HALF_SACK: u8 = 1 << 3;
 /// `FlowHalf::flags`: it sent a SYN (it is the flow's initiator, or the
-/// responder once its SYN-ACK is seen).
+/// responder once its SYN-ACK is accepted).
 pub const HALF_SYN: u8 = 1 << 4;
+/// `FlowHalf::flags`: learned from this host's own segments at TC egress,
+/// which the kernel wrote: authentic. A segment arriving at XDP that claims
+/// to come from such an endpoint is a spoof and teaches nothing.
+pub const HALF_LOCAL: u8 = 1 << 5;
 
 /// `Flow::flags`: the flow was picked up mid-stream (no SYN seen).
 pub const FLOW_PICKED_UP: u8 = 1 << 0;
@@ -88,19 +96,26 @@ pub const fn v4_mapped(a: [u8; 4]) -> [u8; 16] {
     ]
 }
 
-/// What one endpoint has been seen to send.
+/// What one endpoint has been seen to send. Every value here that can make
+/// a RST exact (`snd_nxt`, `ack`, `sack_right`, a confirmed FIN) comes from
+/// evidence a blind attacker cannot fabricate cheaply: see [`crate::track`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FlowHalf {
-    /// Highest `seq + payload (+1 SYN, +1 FIN)` sent.
+    /// Where its next new byte starts, as far as it is known to be
+    /// contiguous: advanced by segments that start inside what is already
+    /// known (never across a gap), and by the other side's ACKs.
     pub snd_nxt: u32,
+    /// Highest `seq + payload (+1 SYN, +1 FIN)` sent inside the window
+    /// (in SYN_SENT: ISN + 1 + any Fast Open data). Bounds the ACKs the
+    /// other side can plausibly send; never itself an exact value.
+    pub max_end: u32,
     /// Highest ACK number sent: the endpoint's RCV.NXT as last announced.
     pub ack: u32,
     /// Last advertised window, already shifted by the endpoint's scale.
     pub win: u32,
-    /// Sequence number of its FIN (valid with `HALF_FIN`).
-    pub fin_seq: u32,
-    /// Right edge of the highest SACK block it advertised (`HALF_SACK`).
+    /// Right edge of the highest SACK block in its latest segment
+    /// (`HALF_SACK`).
     pub sack_right: u32,
     /// Window scale from its SYN, or `WSCALE_NONE` / `WSCALE_UNKNOWN`.
     pub wscale: u8,
@@ -117,6 +132,13 @@ impl FlowHalf {
     #[inline(always)]
     pub const fn has(&self, flag: u8) -> bool {
         self.flags & flag != 0
+    }
+
+    /// It sent a FIN and everything before it is known: the peer's
+    /// RCV.NXT - 1 (`snd_nxt - 1`) is then the FIN's own sequence number.
+    #[inline(always)]
+    pub const fn fin_confirmed(&self) -> bool {
+        self.has(HALF_FIN) && self.snd_nxt == self.max_end
     }
 }
 
@@ -221,6 +243,13 @@ impl Flow {
     #[inline(always)]
     pub const fn is_initiator(&self, is_lo: bool) -> bool {
         self.has(FLOW_HI_INITIATOR) != is_lo
+    }
+
+    /// Both endpoints have been seen. Until then rstguard has no ground to
+    /// call a RST out of window (one direction may take another path).
+    #[inline(always)]
+    pub const fn both_seen(&self) -> bool {
+        self.lo.has(HALF_SEEN) && self.hi.has(HALF_SEEN)
     }
 }
 

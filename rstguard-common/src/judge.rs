@@ -4,10 +4,11 @@
 
 use crate::{
     clock::Clock,
-    flow::{Flow, FlowState, HALF_ACK, HALF_FIN, HALF_SACK, HALF_SEEN},
+    flow::{Flow, FlowState, HALF_ACK, HALF_FIN, HALF_SACK},
     policy::{Level, Policy},
     seq::in_range,
     tcp::{Segment, ACK},
+    track::acks_syn,
 };
 
 /// What rstguard concluded about a RST.
@@ -30,10 +31,14 @@ pub enum Verdict {
     OutOfWindow = 6,
     /// In window, but the flow's inexact-RST budget is spent.
     RateLimited = 7,
+    /// One endpoint of the flow was never seen (asymmetric routing, or a
+    /// flow picked up from one side): no ground to call the RST out of
+    /// window. Never dropped.
+    OneSided = 8,
 }
 
 impl Verdict {
-    pub const COUNT: usize = 8;
+    pub const COUNT: usize = 9;
     pub const ALL: [Verdict; Verdict::COUNT] = [
         Verdict::NoFlow,
         Verdict::Trusted,
@@ -43,6 +48,7 @@ impl Verdict {
         Verdict::InWindow,
         Verdict::OutOfWindow,
         Verdict::RateLimited,
+        Verdict::OneSided,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -55,6 +61,7 @@ impl Verdict {
             Verdict::InWindow => "in_window",
             Verdict::OutOfWindow => "out_of_window",
             Verdict::RateLimited => "rate_limited",
+            Verdict::OneSided => "one_sided",
         }
     }
 
@@ -109,10 +116,11 @@ impl Action {
 pub fn classify(flow: &Flow, sender_is_lo: bool, rst: &Segment) -> Verdict {
     let (s, r) = flow.halves(sender_is_lo);
     let state = flow.state();
-    // 3. R sent a SYN and nothing came back yet: only the answer to that SYN
-    //    (ACK of R's ISN + 1) may reset it.
+    // 3. R sent a SYN and nothing came back yet: only an answer to that SYN
+    //    may reset it: an ACK in (ISN, ISN + 1 + Fast Open data], as Linux
+    //    checks.
     if state == FlowState::SynSent && flow.is_initiator(!sender_is_lo) {
-        return if rst.has(ACK) && rst.ack == r.snd_nxt {
+        return if rst.has(ACK) && acks_syn(r, rst.ack) {
             Verdict::Exact
         } else {
             Verdict::BadSynAck
@@ -122,26 +130,28 @@ pub fn classify(flow: &Flow, sender_is_lo: bool, rst: &Segment) -> Verdict {
     if state == FlowState::TimeWait {
         return Verdict::TimeWait;
     }
+    // Without both endpoints seen there is no window to judge against.
+    if !flow.both_seen() {
+        return Verdict::OneSided;
+    }
     // 5. What a real peer would use: R's RCV.NXT as R announced it, S's own
-    //    SND.NXT, S's FIN (RCV.NXT - 1 after a FIN), R's highest SACK edge.
+    //    next sequence number (where its contiguous data ends, or the end
+    //    of everything it sent, which R holds as its highest SACK edge as
+    //    soon as it arrives after a gap), S's FIN (RCV.NXT - 1 once R has
+    //    it, which may be before R acknowledges it), R's highest SACK edge
+    //    as R announced it.
     let seq = rst.seq;
     if (r.has(HALF_ACK) && seq == r.ack)
-        || (s.has(HALF_SEEN) && seq == s.snd_nxt)
-        || (s.has(HALF_FIN) && seq == s.fin_seq)
+        || seq == s.snd_nxt
+        || seq == s.max_end
+        || (s.has(HALF_FIN) && seq == s.max_end.wrapping_sub(1))
         || (r.has(HALF_SACK) && seq == r.sack_right)
     {
         return Verdict::Exact;
     }
     // 6./7. R's receive window starts at what R last acknowledged; when R
     //       never acknowledged anything, at what S sent.
-    let base = if r.has(HALF_ACK) {
-        r.ack
-    } else if s.has(HALF_SEEN) {
-        s.snd_nxt
-    } else {
-        // Nothing known of either side: no ground to call it out of window.
-        return Verdict::InWindow;
-    };
+    let base = if r.has(HALF_ACK) { r.ack } else { s.snd_nxt };
     if in_range(seq, base, r.win) {
         Verdict::InWindow
     } else {
@@ -157,7 +167,7 @@ pub fn action_for(verdict: Verdict, policy: &Policy) -> Action {
         return Action::Pass;
     }
     match verdict {
-        Verdict::Exact | Verdict::Trusted => Action::Pass,
+        Verdict::Exact | Verdict::Trusted | Verdict::OneSided => Action::Pass,
         Verdict::NoFlow => Action::from_raw(policy.no_flow),
         Verdict::TimeWait => Action::from_raw(policy.time_wait),
         Verdict::InWindow => {

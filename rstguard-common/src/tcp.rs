@@ -29,6 +29,9 @@ pub struct Segment {
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
     pub has_sack: bool,
+    /// The first fragment of a fragmented IP datagram: `payload_len` covers
+    /// only this fragment, so where the segment ends is unknown.
+    pub first_fragment: bool,
 }
 
 impl Segment {

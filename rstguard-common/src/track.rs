@@ -1,15 +1,134 @@
-//! Learning a flow's sequence state from the segments its endpoints send.
-//! Every non-RST segment, on any hook, updates the sender's half.
+//! Learning a flow's sequence state from the segments its endpoints send,
+//! believing only what a blind attacker cannot fabricate cheaply.
+//!
+//! Two kinds of segment reach this code:
+//!
+//! * [`Origin::Local`]: this host's own segments, seen at TC egress before
+//!   they leave (the kernel wrote them). Authentic: learned without doubt.
+//! * [`Origin::Claim`]: everything else (XDP ingress on any interface, and
+//!   segments the host forwards, seen again at TC egress). Anything there
+//!   may be forged, so a claim teaches only when it fits what the other
+//!   side makes plausible, with the bounds of netfilter's `tcp_in_window`
+//!   (`nf_conntrack_proto_tcp.c`) and pf's `pf_tcp_track_full`:
+//!   - its ACK may not acknowledge what the other side never sent
+//!     (`max_end`), nor lag what it sent by more than a window;
+//!   - its sequence number must lie inside the receiver's window;
+//!   - data advances the sender's `snd_nxt` (an exact value) only where it
+//!     overlaps what is already known: never across a gap. A forgery must
+//!     land its bytes across the receiver's real RCV.NXT (with nothing in
+//!     flight) with an acceptable ACK: the receiver itself would then take
+//!     it as data, and its RCV.NXT really moves;
+//!   - a SYN on an open flow does not restart it (the real endpoint answers
+//!     it with a challenge ACK, and a real new incarnation then resets the
+//!     old flow with an exact RST); a SYN-ACK counts only as the answer to
+//!     the SYN it acknowledges.
+//!
+//! A claim that does not fit teaches nothing, and says why ([`Ignore`]), so
+//! that the attempt is counted. The segment itself always passes: rstguard
+//! drops only RSTs.
 
 use crate::{
     clock::Clock,
     flow::{
         Flow, FlowHalf, FlowState, FLOW_HI_INITIATOR, FLOW_PICKED_UP, HALF_ACK, HALF_FIN,
-        HALF_SACK, HALF_SEEN, HALF_SYN, WSCALE_NONE, WSCALE_UNKNOWN,
+        HALF_LOCAL, HALF_SACK, HALF_SEEN, HALF_SYN, WSCALE_NONE, WSCALE_UNKNOWN,
     },
     seq::{after, before},
     tcp::{Segment, ACK, FIN, MAX_WSCALE, SYN},
 };
+
+/// How much an ACK may lag what the other side sent when its window is
+/// smaller (netfilter's `MAXACKWINCONST`).
+pub const MIN_ACK_WINDOW: u32 = 66_000;
+
+/// Linux's initial retransmission timeout for a SYN (1 s): a connection
+/// attempt on the same four-tuple with another ISN before it is suspect.
+pub const SYN_RETRY_NS: u64 = 1_000_000_000;
+
+/// Where a segment was seen, which decides how far it is believed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// This host's own segment, at TC egress: authentic.
+    Local,
+    /// Anything else: what it claims must fit the flow.
+    Claim,
+}
+
+/// Why a segment taught nothing. Counted, and counted toward auto mode's
+/// escalation: these are what forged segments look like.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ignore {
+    /// A SYN or SYN-ACK that does not fit the flow's state (a SYN on an
+    /// open flow, a SYN-ACK that answers no SYN seen).
+    Syn = 0,
+    /// The sequence number lies outside the receiver's window.
+    SeqOutOfWindow = 1,
+    /// The ACK acknowledges what the other side never sent, or lags far
+    /// behind it.
+    AckOutOfRange = 2,
+    /// A FIN that is not contiguous with the sender's known data: held until
+    /// the gap is filled or acknowledged.
+    FinOutOfOrder = 3,
+    /// A segment arriving from outside that claims to come from this host.
+    LocalSpoof = 4,
+}
+
+impl Ignore {
+    pub const COUNT: usize = 5;
+    pub const ALL: [Ignore; Ignore::COUNT] = [
+        Ignore::Syn,
+        Ignore::SeqOutOfWindow,
+        Ignore::AckOutOfRange,
+        Ignore::FinOutOfOrder,
+        Ignore::LocalSpoof,
+    ];
+
+    pub const fn name(self) -> &'static str {
+        match self {
+            Ignore::Syn => "syn",
+            Ignore::SeqOutOfWindow => "seq_out_of_window",
+            Ignore::AckOutOfRange => "ack_out_of_range",
+            Ignore::FinOutOfOrder => "fin_out_of_order",
+            Ignore::LocalSpoof => "local_spoof",
+        }
+    }
+}
+
+/// What [`learn`] did with a segment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Learned from it (or it held nothing new).
+    Learned,
+    /// Taught nothing, for this reason.
+    Ignored(Ignore),
+    /// It starts a flow, or a new incarnation of one: the caller builds the
+    /// flow afresh from it with [`init`] (replacing any entry).
+    Create,
+    /// No flow, and it starts none (pickup is off).
+    Untracked,
+}
+
+/// Learns from a non-RST segment from the `sender_is_lo` side, seen as
+/// `origin`, on `flow` (None: not tracked). A flow starts on a bare SYN,
+/// on this host's own SYN-ACK, or, when `pickup` allows, on anything.
+#[inline(always)]
+pub fn learn(
+    flow: Option<&mut Flow>,
+    sender_is_lo: bool,
+    seg: &Segment,
+    origin: Origin,
+    pickup: bool,
+    now: impl Clock,
+) -> Step {
+    match flow {
+        Some(flow) => update(flow, sender_is_lo, seg, origin, now),
+        None if pickup || (seg.has(SYN) && (!seg.has(ACK) || origin == Origin::Local)) => {
+            Step::Create
+        }
+        None => Step::Untracked,
+    }
+}
 
 /// The shift that applies to the windows `S` advertises in non-SYN
 /// segments. Scaling is in force only when both SYNs carried the option.
@@ -26,150 +145,428 @@ pub const fn window_shift(s_wscale: u8, r_wscale: u8) -> u8 {
     }
 }
 
-/// Whether a bare SYN (no ACK) should start the flow afresh: always, except
-/// for a retransmission of the SYN that started it.
+/// Builds `flow` afresh from a segment that starts it (in place: the eBPF
+/// program fills a per-CPU scratch slot, not its 512-byte stack):
+///
+/// * a bare SYN: SYN_SENT, the sender is the initiator;
+/// * a SYN-ACK: SYN_RECV, the sender is the responder, and its ACK tells
+///   the initiator's ISN (a SYN-ACK of this host's own answering a SYN that
+///   arrived on a stale entry: the kernel accepted a new incarnation; or a
+///   SYN-ACK picked up on a path that never saw the SYN);
+/// * anything else (pickup): ESTABLISHED, both window scales unknown.
 #[inline(always)]
-pub fn syn_restarts(flow: &Flow, sender_is_lo: bool, syn: &Segment) -> bool {
-    let (s, _) = flow.halves(sender_is_lo);
-    !(flow.state() == FlowState::SynSent
-        && flow.is_initiator(sender_is_lo)
-        && s.snd_nxt == syn.end_seq())
-}
-
-/// Starts `flow` afresh from a bare SYN sent by the `sender_is_lo` side.
-/// (In place: the eBPF program fills a per-CPU scratch slot, not its
-/// 512-byte stack.)
-#[inline(always)]
-pub fn init_from_syn(flow: &mut Flow, syn: &Segment, sender_is_lo: bool, now: impl Clock) {
+pub fn init(flow: &mut Flow, seg: &Segment, sender_is_lo: bool, origin: Origin, now: impl Clock) {
+    let local = if origin == Origin::Local {
+        HALF_LOCAL
+    } else {
+        0
+    };
+    let (state, flags) = if !seg.has(SYN) {
+        (FlowState::Established, FLOW_PICKED_UP)
+    } else if seg.has(ACK) {
+        (FlowState::SynRecv, initiator_flag(!sender_is_lo))
+    } else {
+        (FlowState::SynSent, initiator_flag(sender_is_lo))
+    };
     *flow = Flow {
-        state: FlowState::SynSent as u8,
-        flags: if sender_is_lo { 0 } else { FLOW_HI_INITIATOR },
+        state: state as u8,
+        flags,
         state_since_ns: now.now(),
         ..Flow::default()
     };
     let (s, r) = flow.halves_mut(sender_is_lo);
     r.wscale = WSCALE_UNKNOWN;
-    learn_syn(s, syn);
+    if !seg.has(SYN) {
+        s.wscale = WSCALE_UNKNOWN;
+        anchor(s, seg);
+        learn_ack(s, r, seg, MAX_WSCALE);
+    } else {
+        learn_syn(s, seg);
+        if seg.has(ACK) {
+            // The SYN-ACK acknowledges the initiator's ISN (and any Fast
+            // Open data it accepted). The responder sends a window scale
+            // only when the initiator's SYN offered one.
+            r.snd_nxt = seg.ack;
+            r.max_end = seg.ack;
+            r.wscale = if seg.wscale == WSCALE_NONE {
+                WSCALE_NONE
+            } else {
+                WSCALE_UNKNOWN
+            };
+            r.flags = HALF_SYN | if local != 0 { HALF_SEEN } else { 0 };
+        }
+    }
+    s.flags |= local;
 }
 
-/// Starts `flow` from a mid-stream segment (pickup): neither SYN was seen,
-/// so both window scales are unknown.
 #[inline(always)]
-pub fn init_from_pickup(flow: &mut Flow, seg: &Segment, sender_is_lo: bool, now: impl Clock) {
-    *flow = Flow {
-        state: FlowState::Established as u8,
-        flags: FLOW_PICKED_UP,
-        ..Flow::default()
-    };
-    flow.lo.wscale = WSCALE_UNKNOWN;
-    flow.hi.wscale = WSCALE_UNKNOWN;
-    flow.state_since_ns = now.now();
-    update(flow, sender_is_lo, seg, flow.state_since_ns);
+const fn initiator_flag(initiator_is_lo: bool) -> u8 {
+    if initiator_is_lo {
+        0
+    } else {
+        FLOW_HI_INITIATOR
+    }
 }
 
-/// [`init_from_syn`] into a new value.
-pub fn new_from_syn(syn: &Segment, sender_is_lo: bool, now: u64) -> Flow {
+/// [`init`] into a new value (host tests).
+pub fn new_flow(seg: &Segment, sender_is_lo: bool, origin: Origin, now: u64) -> Flow {
     let mut flow = Flow::default();
-    init_from_syn(&mut flow, syn, sender_is_lo, now);
+    init(&mut flow, seg, sender_is_lo, origin, now);
     flow
 }
 
-/// [`init_from_pickup`] into a new value.
-pub fn new_from_pickup(seg: &Segment, sender_is_lo: bool, now: u64) -> Flow {
-    let mut flow = Flow::default();
-    init_from_pickup(&mut flow, seg, sender_is_lo, now);
-    flow
-}
-
+/// A SYN's own fields. The window in a SYN is never scaled.
 #[inline(always)]
 fn learn_syn(s: &mut FlowHalf, syn: &Segment) {
-    s.snd_nxt = syn.end_seq();
+    s.snd_nxt = syn.seq.wrapping_add(1);
+    s.max_end = if syn.first_fragment {
+        s.snd_nxt
+    } else {
+        syn.end_seq()
+    };
     s.wscale = syn.wscale;
-    // The window in a SYN is never scaled.
     s.win = syn.win as u32;
     s.ttl = syn.ttl;
-    s.flags |= HALF_SEEN | HALF_SYN;
+    s.flags = HALF_SEEN | HALF_SYN;
     if syn.has(ACK) {
         s.ack = syn.ack;
         s.flags |= HALF_ACK;
     }
 }
 
-/// Updates a tracked flow with a non-RST segment from the `sender_is_lo`
-/// side. A bare SYN that [`syn_restarts`] the flow is handled by the caller
-/// with [`new_from_syn`].
+/// The first segment seen from an endpoint mid-stream: where it ends is
+/// all that is known of its data.
 #[inline(always)]
-pub fn update(flow: &mut Flow, sender_is_lo: bool, seg: &Segment, now: impl Clock) {
+fn anchor(s: &mut FlowHalf, seg: &Segment) {
+    let end = data_end(seg);
+    s.snd_nxt = end;
+    s.max_end = end;
+    if seg.has(FIN) && !seg.first_fragment {
+        s.flags |= HALF_FIN;
+    }
+    s.ttl = seg.ttl;
+    s.flags |= HALF_SEEN;
+}
+
+/// Where the segment's data ends; for a first fragment (length unknown),
+/// where it starts.
+#[inline(always)]
+fn data_end(seg: &Segment) -> u32 {
+    if seg.first_fragment {
+        seg.seq
+    } else {
+        seg.end_seq()
+    }
+}
+
+/// `S` acknowledges `seg.ack`: its own ACK and window, and, since what it
+/// acknowledges it has received in order, `R`'s data up to there.
+#[inline(always)]
+fn learn_ack(s: &mut FlowHalf, r: &mut FlowHalf, seg: &Segment, shift: u8) {
+    if !seg.has(ACK) {
+        return;
+    }
+    if !s.has(HALF_ACK) || after(seg.ack, s.ack) {
+        s.ack = seg.ack;
+    }
+    s.flags |= HALF_ACK;
+    s.win = (seg.win as u32) << shift;
+    if r.has(HALF_SEEN) && after(seg.ack, r.snd_nxt) {
+        r.snd_nxt = seg.ack;
+        if after(seg.ack, r.max_end) {
+            r.max_end = seg.ack;
+        }
+    }
+}
+
+/// [`learn`] on a tracked flow.
+#[inline(always)]
+fn update(
+    flow: &mut Flow,
+    sender_is_lo: bool,
+    seg: &Segment,
+    origin: Origin,
+    now: impl Clock,
+) -> Step {
     let state = flow.state();
     let initiator = flow.is_initiator(sender_is_lo);
+    let both_seen = flow.both_seen();
+    let picked_up = flow.has(FLOW_PICKED_UP);
+    let flow_since = flow.state_since_ns;
     let (s, r) = flow.halves_mut(sender_is_lo);
+    let local = origin == Origin::Local;
 
+    if !local && s.has(HALF_LOCAL) {
+        return Step::Ignored(Ignore::LocalSpoof);
+    }
     if seg.has(SYN) {
-        // A SYN-ACK (or a retransmitted SYN).
-        learn_syn(s, seg);
-        if state == FlowState::SynSent && !initiator && seg.has(ACK) {
-            flow.state = FlowState::SynRecv as u8;
-            flow.state_since_ns = now.now();
+        let since = flow_since;
+        let step = if seg.has(ACK) {
+            syn_ack(s, r, seg, state, initiator, local)
+        } else {
+            bare_syn(s, seg, state, initiator, both_seen, local, || {
+                now.now().wrapping_sub(since)
+            })
+        };
+        if step == Step::Learned && state == FlowState::SynSent && !initiator && seg.has(ACK) {
+            set_state(flow, FlowState::SynRecv, now);
         }
-        return;
+        return step;
     }
 
     let shift = window_shift(s.wscale, r.wscale);
-    let end = seg.end_seq();
-    if !s.has(HALF_SEEN) || after(end, s.snd_nxt) {
-        s.snd_nxt = end;
-    }
-    if seg.has(ACK) {
-        if !s.has(HALF_ACK) || after(seg.ack, s.ack) {
-            s.ack = seg.ack;
+    if !local {
+        if let Err(why) = plausible(s, r, seg) {
+            // An endpoint never seen that does not fit a flow picked up
+            // from the other side alone: that pickup may have come from a
+            // forgery, and no RST on it was judged yet (one-sided). Start
+            // over from this segment rather than hold on to it.
+            if picked_up && !both_seen && !s.has(HALF_SEEN) {
+                return Step::Create;
+            }
+            return Step::Ignored(why);
         }
-        s.win = (seg.win as u32) << shift;
-        s.flags |= HALF_ACK;
     }
-    if seg.has(FIN) {
-        s.fin_seq = seg.seq.wrapping_add(seg.payload_len);
-        s.flags |= HALF_FIN;
+
+    let mut step = Step::Learned;
+    if !s.has(HALF_SEEN) {
+        anchor(s, seg);
+    } else if !seg.first_fragment {
+        let end = seg.end_seq();
+        // Contiguous: it overlaps the sender's known end (a retransmission
+        // may start anywhere before it), never starts after it. A blind
+        // forgery must land within one segment's length below that point,
+        // and carry an acceptable ACK: the receiver would take it as data
+        // too.
+        if (local || !after(seg.seq, s.snd_nxt)) && after(end, s.snd_nxt) {
+            s.snd_nxt = end;
+        }
+        // Only data (or a FIN) shows where the sender's bytes end: a bare
+        // ACK's sequence number may lie past data lost on the way here.
+        if end != seg.seq && after(end, s.max_end) {
+            // Data past a FIN: that FIN was not the end (a forgery, or a
+            // reordering we cannot resolve). Forget it.
+            s.flags &= !HALF_FIN;
+            s.max_end = end;
+        }
+        if seg.has(FIN) {
+            if end == s.max_end {
+                s.flags |= HALF_FIN;
+            }
+            if !local && s.snd_nxt != end {
+                step = Step::Ignored(Ignore::FinOutOfOrder);
+            }
+        }
     }
-    if seg.has_sack && (!s.has(HALF_SACK) || after(seg.sack_right, s.sack_right)) {
-        s.sack_right = seg.sack_right;
-        s.flags |= HALF_SACK;
-    }
+    learn_ack(s, r, seg, shift);
+    learn_sack(s, r, seg, local);
     s.ttl = seg.ttl;
     s.flags |= HALF_SEEN;
 
     let next = next_state(flow, state, initiator, seg);
     if next != state {
-        flow.state = next as u8;
-        flow.state_since_ns = now.now();
+        set_state(flow, next, now);
+    }
+    step
+}
+
+/// Whether a claimed non-SYN segment from `S` fits what `R` makes
+/// plausible (netfilter's `tcp_in_window` bounds). Where `R` was never
+/// seen there is nothing to check against.
+#[inline(always)]
+fn plausible(s: &FlowHalf, r: &FlowHalf, seg: &Segment) -> Result<(), Ignore> {
+    if !r.has(HALF_SEEN) {
+        return Ok(());
+    }
+    // The ACK: every segment of a synchronized flow carries one (Linux
+    // discards those that do not); not past what R sent, not further
+    // behind it than a window of S's.
+    if !seg.has(ACK) {
+        return Err(Ignore::AckOutOfRange);
+    }
+    {
+        let lag = if s.win > MIN_ACK_WINDOW {
+            s.win
+        } else {
+            MIN_ACK_WINDOW
+        };
+        if after(seg.ack, r.max_end) || before(seg.ack, r.snd_nxt.wrapping_sub(lag)) {
+            return Err(Ignore::AckOutOfRange);
+        }
+    }
+    // The sequence number: inside R's window, which starts at what R
+    // acknowledged (or, before R acknowledged anything, at what S is known
+    // to have sent). A little slack below it for retransmissions and
+    // zero-window probes, as conntrack allows.
+    let base = if r.has(HALF_ACK) {
+        r.ack
+    } else if s.has(HALF_SEEN) {
+        s.snd_nxt
+    } else {
+        return Ok(());
+    };
+    let slack = if r.win > MIN_ACK_WINDOW {
+        r.win
+    } else {
+        MIN_ACK_WINDOW
+    };
+    if after(seg.seq, base.wrapping_add(r.win)) || before(data_end(seg), base.wrapping_sub(slack)) {
+        return Err(Ignore::SeqOutOfWindow);
+    }
+    Ok(())
+}
+
+/// A bare SYN on an existing flow. `age_ns` tells how long the flow has been
+/// in its state.
+#[inline(always)]
+fn bare_syn(
+    s: &FlowHalf,
+    seg: &Segment,
+    state: FlowState,
+    initiator: bool,
+    both_seen: bool,
+    local: bool,
+    age_ns: impl Fn() -> u64,
+) -> Step {
+    let starting = matches!(state, FlowState::SynSent | FlowState::SynRecv);
+    if starting && initiator && s.snd_nxt == seg.seq.wrapping_add(1) {
+        // A retransmission (the SYN-ACK may have been lost).
+        return Step::Learned;
+    }
+    if state == FlowState::SynSent && initiator {
+        // Another ISN for a connection attempt. This host's own SYN, or one
+        // after the attempt went unanswered past the first retransmission
+        // timeout, starts over; one sooner is as likely an attacker's (a
+        // real initiator retransmits the same ISN, and a new attempt on the
+        // same four-tuple comes only after the old one failed).
+        return if local || age_ns() > SYN_RETRY_NS {
+            Step::Create
+        } else {
+            Step::Ignored(Ignore::Syn)
+        };
+    }
+    // Closed or TIME_WAIT: a new incarnation. A flow seen from one side
+    // only was never judged, so nothing is lost by starting over. This
+    // host's own SYN always starts a new connection.
+    if local
+        || !both_seen && state != FlowState::SynSent
+        || matches!(state, FlowState::Closed | FlowState::TimeWait)
+    {
+        return Step::Create;
+    }
+    // An open flow: Linux answers such a SYN with a challenge ACK, and a
+    // real new incarnation then resets the old flow with an exact RST.
+    Step::Ignored(Ignore::Syn)
+}
+
+/// A SYN-ACK on an existing flow.
+#[inline(always)]
+fn syn_ack(
+    s: &mut FlowHalf,
+    r: &mut FlowHalf,
+    seg: &Segment,
+    state: FlowState,
+    initiator: bool,
+    local: bool,
+) -> Step {
+    if initiator {
+        // A SYN-ACK from the side that sent the first SYN (simultaneous
+        // open): nothing rstguard follows. This host's own: a new
+        // incarnation.
+        return if local {
+            Step::Create
+        } else {
+            Step::Ignored(Ignore::Syn)
+        };
+    }
+    match state {
+        FlowState::SynSent => {
+            // The answer to the SYN: it acknowledges the ISN, and perhaps
+            // Fast Open data ((ISN, ISN + 1 + data], as Linux checks).
+            if !acks_syn(r, seg.ack) {
+                return if local {
+                    Step::Create
+                } else {
+                    Step::Ignored(Ignore::Syn)
+                };
+            }
+            // What the responder accepted of any Fast Open data.
+            r.snd_nxt = seg.ack;
+            learn_syn(s, seg);
+            if local {
+                s.flags |= HALF_LOCAL;
+            }
+            Step::Learned
+        }
+        // A retransmitted SYN-ACK.
+        FlowState::SynRecv if s.snd_nxt == seg.seq.wrapping_add(1) => Step::Learned,
+        // This host answering a SYN with a SYN-ACK on a flow that is not
+        // starting: its kernel accepted a new incarnation.
+        _ if local => Step::Create,
+        _ => Step::Ignored(Ignore::Syn),
+    }
+}
+
+/// Whether `ack` acknowledges the SYN the initiator `i` sent (ISN + 1, up
+/// to any Fast Open data), as Linux's SYN_SENT checks it.
+#[inline(always)]
+pub fn acks_syn(i: &FlowHalf, ack: u32) -> bool {
+    !before(ack, i.snd_nxt) && !after(ack, i.max_end)
+}
+
+/// SACK: the right edge of the highest block in the sender's latest
+/// segment; a claimed block must lie inside what the receiver sent.
+#[inline(always)]
+fn learn_sack(s: &mut FlowHalf, r: &FlowHalf, seg: &Segment, local: bool) {
+    let plausible = local
+        || (r.has(HALF_SEEN)
+            && !after(seg.sack_right, r.max_end)
+            && after(seg.sack_right, seg.ack));
+    if seg.has_sack && seg.has(ACK) && plausible {
+        s.sack_right = seg.sack_right;
+        s.flags |= HALF_SACK;
+    } else {
+        s.flags &= !HALF_SACK;
     }
 }
 
 #[inline(always)]
+fn set_state(flow: &mut Flow, state: FlowState, now: impl Clock) {
+    flow.state = state as u8;
+    flow.state_since_ns = now.now();
+}
+
+#[inline(always)]
 fn next_state(flow: &Flow, state: FlowState, initiator: bool, seg: &Segment) -> FlowState {
+    let fin = flow.lo.fin_confirmed() || flow.hi.fin_confirmed();
     match state {
-        FlowState::SynRecv if initiator && seg.has(ACK) && !seg.has(FIN) => FlowState::Established,
-        FlowState::SynRecv | FlowState::Established if seg.has(FIN) => FlowState::FinSeen,
+        // The initiator acknowledges the SYN-ACK (or, where the SYN-ACK
+        // took another path, sends its first ACK).
+        FlowState::SynSent | FlowState::SynRecv if initiator && seg.has(ACK) && !fin => {
+            FlowState::Established
+        }
+        FlowState::SynRecv | FlowState::Established if fin => FlowState::FinSeen,
         FlowState::FinSeen if both_fins_acked(flow) => FlowState::TimeWait,
         other => other,
     }
 }
 
-/// Both endpoints sent a FIN and each acknowledged the other's.
+/// Both endpoints sent a confirmed FIN and each acknowledged the other's.
 #[inline(always)]
 fn both_fins_acked(flow: &Flow) -> bool {
     let (lo, hi) = (&flow.lo, &flow.hi);
-    let all = HALF_FIN | HALF_ACK;
-    lo.flags & all == all
-        && hi.flags & all == all
-        && !before(lo.ack, hi.fin_seq.wrapping_add(1))
-        && !before(hi.ack, lo.fin_seq.wrapping_add(1))
+    lo.fin_confirmed()
+        && hi.fin_confirmed()
+        && lo.has(HALF_ACK)
+        && hi.has(HALF_ACK)
+        && !before(lo.ack, hi.max_end)
+        && !before(hi.ack, lo.max_end)
 }
 
 /// The host itself sent a RST (seen at TC egress): the flow is closed.
 #[inline(always)]
 pub fn close(flow: &mut Flow, now: impl Clock) {
     if flow.state() != FlowState::Closed {
-        flow.state = FlowState::Closed as u8;
-        flow.state_since_ns = now.now();
+        set_state(flow, FlowState::Closed, now);
     }
 }

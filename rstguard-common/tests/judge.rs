@@ -9,8 +9,18 @@ use rstguard_common::{
     },
     judge::{action_for, classify, judge, take_token},
     tcp::{Segment, ACK, FIN, RST, SYN},
-    track, Action, Flow, FlowHalf, FlowState, Level, Policy, Verdict,
+    track::{self, Origin::Claim},
+    Action, Flow, FlowHalf, FlowState, Level, Policy, Verdict,
 };
+
+fn new_flow(syn: &Segment, sender_is_lo: bool, now: u64) -> Flow {
+    track::new_flow(syn, sender_is_lo, Claim, now)
+}
+
+/// Learns a claimed segment on a tracked flow (as seen from a router).
+fn learn(f: &mut Flow, sender_is_lo: bool, seg: &Segment, now: u64) -> track::Step {
+    track::learn(Some(f), sender_is_lo, seg, Claim, true, now)
+}
 
 fn policy(level: Level) -> Policy {
     Policy {
@@ -52,13 +62,13 @@ fn syn(seq: u32, ws: Option<u8>) -> Segment {
 /// both scale 2; then the client sends 10 bytes, the server acks them.
 fn established() -> Flow {
     let now = 1;
-    let mut f = track::new_from_syn(&syn(100, Some(2)), true, now);
+    let mut f = new_flow(&syn(100, Some(2)), true, now);
     let mut synack = syn(9000, Some(2));
     synack.flags |= ACK;
     synack.ack = 101;
-    track::update(&mut f, false, &synack, now);
-    track::update(&mut f, true, &seg(101, 9001, ACK, 10, 1000), now);
-    track::update(&mut f, false, &seg(9001, 111, ACK, 0, 500), now);
+    learn(&mut f, false, &synack, now);
+    learn(&mut f, true, &seg(101, 9001, ACK, 10, 1000), now);
+    learn(&mut f, false, &seg(9001, 111, ACK, 0, 500), now);
     f
 }
 
@@ -67,7 +77,7 @@ fn established() -> Flow {
 #[test]
 fn rule_3_syn_sent_needs_the_ack_of_the_syn() {
     // hi (server side, receiver of the RST) sent the SYN.
-    let f = track::new_from_syn(&syn(7000, None), false, 1);
+    let f = new_flow(&syn(7000, None), false, 1);
     assert_eq!(f.state(), FlowState::SynSent);
     let mut r = rst(0);
     r.ack = 7001;
@@ -82,10 +92,10 @@ fn rule_3_syn_sent_needs_the_ack_of_the_syn() {
 #[test]
 fn rule_4_time_wait() {
     let mut f = established();
-    track::update(&mut f, true, &seg(111, 9001, ACK | FIN, 0, 1000), 2);
-    track::update(&mut f, false, &seg(9001, 112, ACK | FIN, 0, 500), 2);
+    learn(&mut f, true, &seg(111, 9001, ACK | FIN, 0, 1000), 2);
+    learn(&mut f, false, &seg(9001, 112, ACK | FIN, 0, 500), 2);
     assert_eq!(f.state(), FlowState::FinSeen);
-    track::update(&mut f, true, &seg(112, 9002, ACK, 0, 1000), 2);
+    learn(&mut f, true, &seg(112, 9002, ACK, 0, 1000), 2);
     assert_eq!(f.state(), FlowState::TimeWait);
     assert_eq!(classify(&f, true, &rst(112)), Verdict::TimeWait);
     let mut p = policy(Level::Strict);
@@ -101,7 +111,7 @@ fn rule_5_every_exact_number() {
     assert_eq!(f.hi.ack, 111);
     assert_eq!(classify(&f, true, &rst(111)), Verdict::Exact, "R.ack");
     let mut g = f;
-    track::update(&mut g, true, &seg(111, 9001, ACK, 50, 1000), 2);
+    learn(&mut g, true, &seg(111, 9001, ACK, 50, 1000), 2);
     assert_eq!(g.lo.snd_nxt, 161);
     assert_eq!(classify(&g, true, &rst(161)), Verdict::Exact, "S.snd_nxt");
     assert_eq!(
@@ -111,18 +121,21 @@ fn rule_5_every_exact_number() {
     );
     assert_eq!(classify(&g, true, &rst(130)), Verdict::InWindow, "between");
     let mut h = f;
-    track::update(&mut h, true, &seg(111, 9001, ACK | FIN, 0, 1000), 2);
+    learn(&mut h, true, &seg(111, 9001, ACK | FIN, 0, 1000), 2);
     assert!(h.lo.has(HALF_FIN));
-    assert_eq!(h.lo.fin_seq, 111);
+    assert!(h.lo.fin_confirmed());
+    assert_eq!(h.lo.snd_nxt, 112);
     // After the server acks the FIN, R.ack is 112: the FIN's own number is
     // still exact (RCV.NXT - 1 after a FIN).
-    track::update(&mut h, false, &seg(9001, 112, ACK, 0, 500), 2);
+    learn(&mut h, false, &seg(9001, 112, ACK, 0, 500), 2);
     assert_eq!(classify(&h, true, &rst(111)), Verdict::Exact, "fin_seq");
     let mut s = f;
+    // The client sends a block past a gap; the server SACKs it.
+    learn(&mut s, true, &seg(500, 9001, ACK, 500, 1000), 2);
     let mut sack = seg(9001, 111, ACK, 0, 500);
     sack.has_sack = true;
     sack.sack_right = 1000;
-    track::update(&mut s, false, &sack, 2);
+    learn(&mut s, false, &sack, 2);
     assert_eq!(classify(&s, true, &rst(1000)), Verdict::Exact, "sack_right");
     assert_eq!(classify(&s, true, &rst(1001)), Verdict::InWindow);
 }
@@ -140,13 +153,13 @@ fn rule_6_and_7_window_edges() {
 
 #[test]
 fn the_window_in_a_syn_is_never_scaled_and_scaling_needs_both_syns() {
-    let mut f = track::new_from_syn(&syn(100, Some(5)), true, 1);
+    let mut f = new_flow(&syn(100, Some(5)), true, 1);
     assert_eq!(f.lo.win, 1000, "SYN window unscaled");
     let mut synack = syn(9000, None);
     synack.flags |= ACK;
     synack.ack = 101;
-    track::update(&mut f, false, &synack, 1);
-    track::update(&mut f, true, &seg(101, 9001, ACK, 0, 1000), 1);
+    learn(&mut f, false, &synack, 1);
+    learn(&mut f, true, &seg(101, 9001, ACK, 0, 1000), 1);
     assert_eq!(f.lo.win, 1000, "only one SYN had the option");
     assert_eq!(track::window_shift(5, WSCALE_NONE), 0);
     assert_eq!(track::window_shift(5, 3), 5);
@@ -166,6 +179,7 @@ fn levels_and_actions() {
         (BadSynAck, Action::Pass, Action::Drop, Action::Drop),
         (RateLimited, Action::Pass, Action::Drop, Action::Drop),
         (NoFlow, Action::Pass, Action::Pass, Action::Pass),
+        (OneSided, Action::Pass, Action::Pass, Action::Pass),
         (TimeWait, Action::Pass, Action::Pass, Action::Pass),
     ];
     for (v, m, e, s) in table {
@@ -227,11 +241,11 @@ fn any_half() -> impl Strategy<Value = FlowHalf> {
         0u8..32,
     )
         .prop_map(
-            |(snd_nxt, ack, win, fin_seq, sack_right, wscale, ttl, flags)| FlowHalf {
+            |(snd_nxt, ack, win, max_end, sack_right, wscale, ttl, flags)| FlowHalf {
                 snd_nxt,
                 ack,
                 win,
-                fin_seq,
+                max_end,
                 sack_right,
                 wscale,
                 ttl,
@@ -274,7 +288,7 @@ fn shift(f: &Flow, r: &Segment, k: u32) -> (Flow, Segment) {
     for h in [&mut f.lo, &mut f.hi] {
         h.snd_nxt = h.snd_nxt.wrapping_add(k);
         h.ack = h.ack.wrapping_add(k);
-        h.fin_seq = h.fin_seq.wrapping_add(k);
+        h.max_end = h.max_end.wrapping_add(k);
         h.sack_right = h.sack_right.wrapping_add(k);
     }
     let mut r = *r;
@@ -300,8 +314,9 @@ proptest! {
         if f.state() == FlowState::SynSent && f.is_initiator(!lo) {
             f.flags ^= FLOW_HI_INITIATOR;
         }
-        let (_, r) = f.halves_mut(lo);
-        r.flags |= HALF_ACK;
+        let (s, r) = f.halves_mut(lo);
+        s.flags |= HALF_SEEN;
+        r.flags |= HALF_ACK | HALF_SEEN;
         let seq = r.ack;
         let (v, a) = judge(Some(&mut f), lo, &rst(seq), false, &p, now);
         prop_assert_eq!(v, Verdict::Exact);
@@ -355,18 +370,18 @@ proptest! {
         lens in proptest::collection::vec(0u32..3000, 1..8)
     ) {
         let run = |c: u32, s: u32| {
-            let mut f = track::new_from_syn(&syn(c, Some(7)), true, 1);
+            let mut f = new_flow(&syn(c, Some(7)), true, 1);
             let mut sa = syn(s, Some(7));
             sa.flags |= ACK;
             sa.ack = c.wrapping_add(1);
-            track::update(&mut f, false, &sa, 1);
+            learn(&mut f, false, &sa, 1);
             let (mut cn, mut sn) = (c.wrapping_add(1), s.wrapping_add(1));
             for (i, len) in lens.iter().enumerate() {
                 if i % 2 == 0 {
-                    track::update(&mut f, true, &seg(cn, sn, ACK, *len, 100), 1);
+                    learn(&mut f, true, &seg(cn, sn, ACK, *len, 100), 1);
                     cn = cn.wrapping_add(*len);
                 } else {
-                    track::update(&mut f, false, &seg(sn, cn, ACK, *len, 100), 1);
+                    learn(&mut f, false, &seg(sn, cn, ACK, *len, 100), 1);
                     sn = sn.wrapping_add(*len);
                 }
             }

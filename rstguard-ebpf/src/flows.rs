@@ -12,8 +12,9 @@ use rstguard_common::{
     flow::HALF_ACK,
     judge::{self, Action, Verdict},
     policy::POLICY_HAS_TRUSTED,
-    tcp::{ACK, RST, SYN},
-    track, Counter, Counters, Flow, FlowState, Policy, RstEvent,
+    tcp::RST,
+    track::{self, Origin, Step},
+    Counter, Counters, Flow, FlowState, Policy, RstEvent,
 };
 
 use crate::{
@@ -28,35 +29,37 @@ fn clock() -> Lazy<impl Fn() -> u64> {
     Lazy(|| unsafe { bpf_ktime_get_coarse_ns() })
 }
 
-/// Learns from a non-RST segment: updates the sender's half, creates the
-/// flow on a SYN or (when the policy allows) on pickup.
+/// Learns from a non-RST segment seen as `origin`: updates the flow (or
+/// counts why the segment taught nothing), creates it on a SYN, on this
+/// host's own SYN-ACK, or (when the policy allows) on pickup, and builds it
+/// afresh when the segment starts a new incarnation.
 #[inline(always)]
-pub fn learn(pkt: &Packet, new_flow: &mut Flow, slot: u32, c: &mut Counters) {
+pub fn learn(pkt: &Packet, origin: Origin, new_flow: &mut Flow, slot: u32, c: &mut Counters) {
     let (key, sender_is_lo, seg) = (&pkt.key, pkt.sender_is_lo, &pkt.seg);
-    let existing = FLOWS.get_ptr_mut(key);
-    if let Some(flow) = existing {
-        // SAFETY: a map value, valid while this program runs. Concurrent
-        // updates from other CPUs can interleave; every field stays a value
-        // some packet of this flow produced.
-        let flow = unsafe { &mut *flow };
-        let bare_syn = seg.has(SYN) && !seg.has(ACK);
-        if !bare_syn || !track::syn_restarts(flow, sender_is_lo, seg) {
-            if flow.state() == FlowState::Closed {
-                bump(c, Counter::ClosedFlowPackets);
-            }
-            track::update(flow, sender_is_lo, seg, clock());
-            return;
-        }
+    // SAFETY: a map value, valid while this program runs. Concurrent
+    // updates from other CPUs can interleave; every field stays a value
+    // some packet of this flow produced.
+    let flow = FLOWS.get_ptr_mut(key).map(|f| unsafe { &mut *f });
+    let closed = flow
+        .as_ref()
+        .is_some_and(|f| f.state() == FlowState::Closed);
+    let pickup = policy(slot).is_some_and(|p| p.pickup != 0);
+    match track::learn(flow, sender_is_lo, seg, origin, pickup, clock()) {
+        Step::Create => return create(pkt, origin, new_flow, c),
+        Step::Ignored(why) => bump(c, Counter::ignored(why)),
+        Step::Learned | Step::Untracked => {}
     }
-    let flow = new_flow;
-    if seg.has(SYN) && !seg.has(ACK) {
-        track::init_from_syn(flow, seg, sender_is_lo, clock());
-    } else if policy(slot).is_some_and(|p| p.pickup != 0) {
-        track::init_from_pickup(flow, seg, sender_is_lo, clock());
-    } else {
-        return;
+    if closed {
+        bump(c, Counter::ClosedFlowPackets);
     }
-    match FLOWS.insert(key, &*flow, 0) {
+}
+
+/// Builds a flow from `pkt` in `flow` (scratch memory) and inserts it,
+/// replacing any entry under the same key.
+#[inline(always)]
+fn create(pkt: &Packet, origin: Origin, flow: &mut Flow, c: &mut Counters) {
+    track::init(flow, &pkt.seg, pkt.sender_is_lo, origin, clock());
+    match FLOWS.insert(&pkt.key, &*flow, 0) {
         Ok(()) => bump(c, Counter::FlowsCreated),
         Err(_) => bump(c, Counter::FlowCreateFailed),
     }
@@ -144,7 +147,8 @@ fn report(
 /// `bpf_ringbuf_submit` flag: do not wake the consumer.
 const BPF_RB_NO_WAKEUP: u64 = 1;
 
-/// The host sent a RST (TC egress): its flow is closed. Never judged.
+/// The host itself sent a RST (TC egress): its flow is closed. Never
+/// judged.
 #[inline(always)]
 pub fn own_rst(pkt: &Packet) {
     debug_assert!(pkt.seg.has(RST));

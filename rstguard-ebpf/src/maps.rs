@@ -100,6 +100,12 @@ pub fn slot(ifindex: u32) -> u32 {
     IFACE_SLOTS.get(ifindex).copied().unwrap_or(0)
 }
 
+/// Whether rstguard is attached to interface `ifindex` (it has a slot).
+#[inline(always)]
+pub fn attached(ifindex: u32) -> bool {
+    slot(ifindex) != 0
+}
+
 /// The calling CPU's counters for `slot`.
 #[inline(always)]
 pub fn counters(slot: u32) -> Option<&'static mut Counters> {

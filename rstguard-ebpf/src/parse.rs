@@ -25,6 +25,10 @@ const ETH_P_8021AD: u16 = 0x88a8;
 /// NOP, NOP, timestamp kind, timestamp length.
 const TS_ONLY_PREFIX: u32 = 0x0101_080a;
 
+/// IPv4 flags and fragment offset: more fragments, and the offset.
+const IPV4_MF: u16 = 0x2000;
+const IPV4_OFFSET: u16 = 0x1fff;
+
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_HOPOPTS: u8 = 0;
 const IPPROTO_ROUTING: u8 = 43;
@@ -138,10 +142,11 @@ fn parse_ipv4(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
     if hdr[9] != IPPROTO_TCP {
         return Err(Skip::NotTcp);
     }
-    let frag = u16::from_be_bytes([hdr[6], hdr[7]]) & 0x1fff;
-    if frag != 0 {
+    let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
+    if frag & IPV4_OFFSET != 0 {
         return Err(count(Counter::NonFirstFragment));
     }
+    out.seg.first_fragment = frag & IPV4_MF != 0;
     let tot_len = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
     let ip_len = if tot_len == 0 {
         frame_len.saturating_sub(off)
@@ -168,6 +173,7 @@ fn parse_ipv6(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
     let hop_limit = hdr[7];
 
     let mut ext_len = 0usize;
+    out.seg.first_fragment = false;
     for _ in 0..MAX_IPV6_EXT {
         if !is_ipv6_ext(next) {
             break;
@@ -179,9 +185,11 @@ fn parse_ipv6(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
             .ok_or(count(Counter::TruncatedIpv6))?;
         let size = match next {
             IPPROTO_FRAGMENT => {
-                if u16::from_be_bytes([eh[2], eh[3]]) & 0xfff8 != 0 {
+                let off_m = u16::from_be_bytes([eh[2], eh[3]]);
+                if off_m & 0xfff8 != 0 {
                     return Err(count(Counter::NonFirstFragment));
                 }
+                out.seg.first_fragment = off_m & 1 != 0;
                 8
             }
             IPPROTO_AH => (eh[1] as usize + 2) * 4,
@@ -252,6 +260,7 @@ fn parse_tcp(
         return Err(count(Counter::BadIpLength));
     }
     let seg = &mut out.seg;
+    let first_fragment = seg.first_fragment;
     *seg = Segment {
         seq: u32::from_be_bytes([th[4], th[5], th[6], th[7]]),
         ack: u32::from_be_bytes([th[8], th[9], th[10], th[11]]),
@@ -262,6 +271,7 @@ fn parse_tcp(
         wscale: WSCALE_NONE,
         ttl,
         has_sack: false,
+        first_fragment,
     };
     // Options are parsed later, from a copy (see `rstguard_common::tcp::
     // parse_options`): here only note where they are. The usual

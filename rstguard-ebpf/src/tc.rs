@@ -1,12 +1,14 @@
-//! Egress: learn from the host's own segments; a RST the host sends closes
-//! its flow. Never drops anything.
+//! Egress: learn from the host's own segments (authentic: the kernel wrote
+//! them); a RST the host sends closes its flow. Segments the host forwards
+//! are claims like any other, and were already seen at XDP when they came
+//! in through an interface of ours. Never drops anything.
 
 use aya_ebpf::{helpers::generated::bpf_skb_load_bytes, programs::TcContext};
-use rstguard_common::{tcp::RST, Counter};
+use rstguard_common::{tcp::RST, track::Origin, Counter};
 
 use crate::{
     flows,
-    maps::{bump, counters, scratch, slot, Scratch},
+    maps::{attached, bump, counters, scratch, slot, Scratch},
     parse::{parse, read_options, Cursor, Skip},
 };
 
@@ -21,7 +23,7 @@ const HEADROOM: u32 = 160;
 #[inline(always)]
 pub fn run(ctx: &TcContext) -> i32 {
     // SAFETY: the context pointer the kernel passed to this program.
-    let ifindex = unsafe { (*ctx.skb.skb).ifindex };
+    let (ifindex, came_in) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).ingress_ifindex) };
     let slot = slot(ifindex);
     let Some(c) = counters(slot) else {
         return TC_NEXT;
@@ -61,11 +63,21 @@ pub fn run(ctx: &TcContext) -> i32 {
     if pkt.bad_options {
         bump(c, Counter::BadTcpOptions);
     }
+    // A packet the host built has no ingress interface; a forwarded one
+    // keeps the one it arrived on.
+    let local = came_in == 0;
     if pkt.seg.has(RST) {
-        bump(c, Counter::TcRst);
-        flows::own_rst(pkt);
-    } else {
-        flows::learn(pkt, flow, slot, c);
+        if local {
+            bump(c, Counter::TcRst);
+            flows::own_rst(pkt);
+        } else {
+            bump(c, Counter::TcForwardedRst);
+        }
+    } else if local {
+        flows::learn(pkt, Origin::Local, flow, slot, c);
+    } else if !attached(came_in) {
+        // Forwarded from an interface without rstguard: not seen before.
+        flows::learn(pkt, Origin::Claim, flow, slot, c);
     }
     TC_NEXT
 }

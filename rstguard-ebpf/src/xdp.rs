@@ -5,7 +5,7 @@ use aya_ebpf::{
     helpers::generated::bpf_xdp_load_bytes,
     programs::XdpContext,
 };
-use rstguard_common::{judge::Action, tcp::RST, Counter};
+use rstguard_common::{judge::Action, tcp::RST, track::Origin, Counter};
 
 use crate::{
     flows,
@@ -57,6 +57,6 @@ pub fn run(ctx: &XdpContext) -> u32 {
             Action::Drop => XDP_DROP,
         };
     }
-    flows::learn(pkt, flow, slot, c);
+    flows::learn(pkt, Origin::Claim, flow, slot, c);
     XDP_PASS
 }

@@ -5,7 +5,9 @@
 //! the counters every second and applies the decisions.
 //!
 //! * The invalid rate is the per-second rate of `out_of_window`,
-//!   `bad_syn_ack`, `in_window` and `rate_limited` RSTs (passed or dropped).
+//!   `bad_syn_ack`, `in_window` and `rate_limited` RSTs (passed or dropped),
+//!   plus the segments that taught nothing (`ignored`: what forged SYNs,
+//!   FINs and data look like).
 //! * Escalation, one level at a time: the invalid rate stays at or above
 //!   `escalate_above` for `escalate_after` consecutive seconds.
 //! * De-escalation, one level at a time: the invalid rate stays below
@@ -16,7 +18,7 @@
 //! * Counters are read with wrapping arithmetic; a counter that goes
 //!   backwards (a restarted daemon's fresh maps) counts as a reset.
 
-use rstguard_common::{Action, Counters, Level, Verdict};
+use rstguard_common::{track::Ignore, Action, Counter, Counters, Level, Verdict};
 
 /// Auto-mode settings (per interface: floor and ceiling may differ).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -87,6 +89,9 @@ impl Sample {
             } else if matches!(v, Verdict::Exact | Verdict::Trusted) {
                 s.legit = s.legit.wrapping_add(n);
             }
+        }
+        for why in Ignore::ALL {
+            s.invalid = s.invalid.wrapping_add(c.get(Counter::ignored(why)));
         }
         s
     }
@@ -244,7 +249,23 @@ impl Controller {
 
 #[cfg(test)]
 mod tests {
+    use rstguard_common::counter::rst_slot;
+
     use super::*;
+
+    #[test]
+    fn invalid_counts_invalid_verdicts_and_ignored_segments() {
+        let mut c = Counters::default();
+        c.slots[rst_slot(Verdict::OutOfWindow, Action::Drop)] = 5;
+        c.slots[rst_slot(Verdict::InWindow, Action::Pass)] = 2;
+        c.slots[rst_slot(Verdict::Exact, Action::Pass)] = 7;
+        c.slots[rst_slot(Verdict::OneSided, Action::Pass)] = 100;
+        c.slots[Counter::IgnoredSyn as usize] = 11;
+        c.slots[Counter::IgnoredSeqOutOfWindow as usize] = 13;
+        let s = Sample::from_counters(&c);
+        assert_eq!(s.invalid, 5 + 2 + 11 + 13);
+        assert_eq!(s.legit, 7, "one-sided RSTs are neither");
+    }
 
     /// The defaults, with a quiet period short enough to walk through.
     fn cfg() -> AutoConfig {

@@ -29,6 +29,8 @@ pub struct Named {
     pub parse_errors: BTreeMap<&'static str, u64>,
     pub non_first_fragments: u64,
     pub events_lost: u64,
+    /// Segments that taught nothing, by reason (they passed).
+    pub ignored: BTreeMap<&'static str, u64>,
 }
 
 impl Named {
@@ -49,6 +51,9 @@ impl Named {
                 }
                 CounterKind::Fragment => n.non_first_fragments = v,
                 CounterKind::EventsLost => n.events_lost = v,
+                CounterKind::Ignored(why) => {
+                    n.ignored.insert(why.name(), v);
+                }
             }
         }
         for verdict in Verdict::ALL {
@@ -104,6 +109,19 @@ pub fn summary_line(device: &str, c: &Counters) -> String {
     if !errors.is_empty() {
         line.push_str(" | parse errors: ");
         line.push_str(&errors.join(", "));
+    }
+    let ignored: Vec<String> = Counter::ALL
+        .iter()
+        .filter_map(|&k| match k.kind() {
+            CounterKind::Ignored(why) if c.get(k) > 0 => {
+                Some(format!("{} {}", why.name(), c.get(k)))
+            }
+            _ => None,
+        })
+        .collect();
+    if !ignored.is_empty() {
+        line.push_str(" | ignored: ");
+        line.push_str(&ignored.join(", "));
     }
     let frags = c.get(Counter::NonFirstFragment);
     if frags > 0 {

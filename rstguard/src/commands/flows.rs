@@ -1,7 +1,9 @@
 //! `rstguard flows`: tracked flows with their state.
 
 use rstguard_common::{
-    flow::{FlowHalf, FLOW_PICKED_UP, HALF_ACK, HALF_FIN, HALF_SACK, WSCALE_NONE, WSCALE_UNKNOWN},
+    flow::{
+        FlowHalf, FLOW_PICKED_UP, HALF_ACK, HALF_LOCAL, HALF_SACK, WSCALE_NONE, WSCALE_UNKNOWN,
+    },
     Flow, FlowKey,
 };
 use serde::Serialize;
@@ -30,10 +32,13 @@ struct FlowView {
 #[derive(Serialize)]
 struct HalfView {
     snd_nxt: u32,
+    max_end: u32,
     ack: Option<u32>,
     win: u32,
     wscale: Option<u8>,
     fin_seq: Option<u32>,
+    /// Learned from this host's own segments (authentic).
+    local: bool,
     sack_right: Option<u32>,
     ttl: u8,
 }
@@ -42,10 +47,12 @@ impl From<&FlowHalf> for HalfView {
     fn from(h: &FlowHalf) -> Self {
         HalfView {
             snd_nxt: h.snd_nxt,
+            max_end: h.max_end,
             ack: h.has(HALF_ACK).then_some(h.ack),
             win: h.win,
             wscale: (h.wscale != WSCALE_NONE && h.wscale != WSCALE_UNKNOWN).then_some(h.wscale),
-            fin_seq: h.has(HALF_FIN).then_some(h.fin_seq),
+            fin_seq: h.fin_confirmed().then_some(h.snd_nxt.wrapping_sub(1)),
+            local: h.has(HALF_LOCAL),
             sack_right: h.has(HALF_SACK).then_some(h.sack_right),
             ttl: h.ttl,
         }

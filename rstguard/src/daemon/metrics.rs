@@ -28,6 +28,8 @@ pub const NAMES: &[&str] = &[
     "rstguard_packets_total",
     "rstguard_tcp_packets_total",
     "rstguard_host_rst_packets_total",
+    "rstguard_forwarded_rst_packets_total",
+    "rstguard_ignored_segments_total",
     "rstguard_parse_errors_total",
     "rstguard_non_first_fragments_total",
     "rstguard_flows_created_total",
@@ -193,6 +195,16 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         "Segments on flows already closed by a RST.",
         COUNTER,
     );
+    let mut forwarded_rst = Family::new(
+        "rstguard_forwarded_rst_packets_total",
+        "RSTs the host forwarded, seen at egress (judged where they came in).",
+        COUNTER,
+    );
+    let mut ignored = Family::new(
+        "rstguard_ignored_segments_total",
+        "Segments that taught rstguard nothing (they pass), by reason: syn, seq_out_of_window, ack_out_of_range, fin_out_of_order, local_spoof.",
+        COUNTER,
+    );
     let mut lost = Family::new(
         "rstguard_events_lost_total",
         "Events the ring buffer had no room for.",
@@ -217,6 +229,9 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
                 }
                 CounterKind::Hook(hook, "tcp") => tcp.add(&[("device", d), ("hook", hook)], value),
                 CounterKind::Hook("tc", "rst") => own_rst.add(&[("device", d)], value),
+                CounterKind::Hook("tc", "forwarded_rst") => {
+                    forwarded_rst.add(&[("device", d)], value)
+                }
                 CounterKind::Hook(..) => {}
                 CounterKind::ParseError(kind) => parse.add(&[("device", d), ("kind", kind)], value),
                 CounterKind::Fragment => frags.add(&[("device", d)], value),
@@ -224,6 +239,9 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
                 CounterKind::Flow("create_failed") => failed.add(&[("device", d)], value),
                 CounterKind::Flow(_) => closed.add(&[("device", d)], value),
                 CounterKind::EventsLost => lost.add(&[("device", d)], value),
+                CounterKind::Ignored(why) => {
+                    ignored.add(&[("device", d), ("reason", why.name())], value)
+                }
             }
         }
     }
@@ -319,6 +337,8 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         packets,
         tcp,
         own_rst,
+        forwarded_rst,
+        ignored,
         parse,
         frags,
         created,
