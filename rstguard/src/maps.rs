@@ -238,14 +238,16 @@ impl Maps {
     /// and flows in TIME_WAIT longer than `time_wait_ns` (since they entered
     /// that state, on the programs' clock, CLOCK_MONOTONIC). Returns
     /// (entries left, removed).
-    pub fn sweep(
-        &mut self,
-        now_ns: u64,
-        closed_ns: u64,
-        time_wait_ns: u64,
-    ) -> Result<(u64, u64), Error> {
-        let mut map: HashMap<&mut MapData, FlowKey, Flow> =
-            typed_mut(&mut self.flows, maps::FLOWS)?;
+    pub fn sweep(&mut self, ttl: &SweepTtl, now_ns: u64) -> Result<(u64, u64), Error> {
+        let (count, stale) = self.expired_flows(ttl, now_ns)?;
+        let removed = self.remove_expired(&stale, ttl, now_ns)?;
+        Ok((count - removed, removed))
+    }
+
+    /// The sweep's first half: counts the table's entries and lists the
+    /// keys of expired flows, as they are now.
+    pub fn expired_flows(&self, ttl: &SweepTtl, now_ns: u64) -> Result<(u64, Vec<FlowKey>), Error> {
+        let map: HashMap<&MapData, FlowKey, Flow> = typed(&self.flows, maps::FLOWS)?;
         let mut stale = Vec::new();
         let mut count = 0u64;
         for item in map.iter() {
@@ -255,25 +257,41 @@ impl Maps {
                 Err(e) => return Err(Error::map(maps::FLOWS, e)),
             };
             count += 1;
-            let age = now_ns.saturating_sub(flow.state_since_ns);
-            let expired = match flow.state() {
-                FlowState::Closed => age > closed_ns,
-                FlowState::TimeWait => age > time_wait_ns,
-                _ => false,
-            };
-            if expired {
+            if ttl.expired(&flow, now_ns) {
                 stale.push(key);
             }
         }
+        Ok((count, stale))
+    }
+
+    /// The sweep's second half: removes the flows of `keys` that are still
+    /// expired. Each is read again right before it is deleted: the programs
+    /// keep running while the table is walked, and a flow restarted in the
+    /// meantime (a new SYN on the same four-tuple) must not be swept. (A
+    /// restart in the microseconds between that read and the delete is
+    /// still lost; the flow's next segment creates it again.)
+    pub fn remove_expired(
+        &mut self,
+        keys: &[FlowKey],
+        ttl: &SweepTtl,
+        now_ns: u64,
+    ) -> Result<u64, Error> {
+        let mut map: HashMap<&mut MapData, FlowKey, Flow> =
+            typed_mut(&mut self.flows, maps::FLOWS)?;
         let mut removed = 0;
-        for key in stale {
-            match map.remove(&key) {
+        for key in keys {
+            match map.get(key, 0) {
+                Ok(flow) if ttl.expired(&flow, now_ns) => {}
+                Ok(_) | Err(MapError::KeyNotFound) => continue,
+                Err(e) => return Err(Error::map(maps::FLOWS, e)),
+            }
+            match map.remove(key) {
                 Ok(()) => removed += 1,
                 Err(MapError::KeyNotFound) => {}
                 Err(e) => return Err(Error::map(maps::FLOWS, e)),
             }
         }
-        Ok((count - removed, removed))
+        Ok(removed)
     }
 
     // ---- policy ----
@@ -393,6 +411,25 @@ impl Maps {
 }
 
 /// Sums per-CPU copies with wrapping arithmetic.
+/// How long closed and TIME_WAIT flows stay before the sweep removes them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SweepTtl {
+    pub closed_ns: u64,
+    pub time_wait_ns: u64,
+}
+
+impl SweepTtl {
+    /// Whether the sweep removes `flow` at `now_ns`.
+    pub fn expired(&self, flow: &Flow, now_ns: u64) -> bool {
+        let age = now_ns.saturating_sub(flow.state_since_ns);
+        match flow.state() {
+            FlowState::Closed => age > self.closed_ns,
+            FlowState::TimeWait => age > self.time_wait_ns,
+            _ => false,
+        }
+    }
+}
+
 pub fn sum<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
     let mut total = Counters::default();
     for c in per_cpu {

@@ -43,7 +43,7 @@ use crate::{
     counters::{summary_line, Named},
     ebpf::{LoadOptions, Loaded},
     iface::Iface,
-    maps::Maps,
+    maps::{Maps, SweepTtl},
     paths::PinDir,
     policy::describe,
     privileges::{self, ATTACH},
@@ -581,11 +581,11 @@ async fn sweep_forever(pins: PinDir, shared: Arc<Mutex<Shared>>) {
         let pins = pins.clone();
         let swept = tokio::task::spawn_blocking(move || {
             let mut maps = Maps::open(&pins)?;
-            maps.sweep(
-                monotonic_ns(),
-                CLOSED_TTL.as_nanos() as u64,
-                TIME_WAIT_TTL.as_nanos() as u64,
-            )
+            let ttl = SweepTtl {
+                closed_ns: CLOSED_TTL.as_nanos() as u64,
+                time_wait_ns: TIME_WAIT_TTL.as_nanos() as u64,
+            };
+            maps.sweep(&ttl, monotonic_ns())
         })
         .await;
         match swept {

@@ -37,16 +37,27 @@ pub fn require_root() {
     }
 }
 
-/// Runs `prog` once over `frame` with BPF_PROG_TEST_RUN; its return value.
-fn run_once<P>(prog: &P, frame: &[u8]) -> Result<u32, ProgramError>
+/// Runs `prog` once over `frame` with BPF_PROG_TEST_RUN (and a context,
+/// when given); its return value.
+fn run_once<P>(prog: &P, frame: &[u8], ctx: Option<&[u8]>) -> Result<u32, ProgramError>
 where
     P: for<'a> TestRun<Opts<'a> = TestRunOptions<'a>, Result = TestRunResult>,
 {
     let opts = TestRunOptions {
         data_in: Some(frame),
+        ctx_in: ctx,
         ..TestRunOptions::default()
     };
     prog.test_run(opts).map(|r| r.return_value)
+}
+
+/// `struct __sk_buff` up to `ifindex`, with `ingress_ifindex` (offset 36)
+/// set: what BPF_PROG_TEST_RUN turns into `skb->skb_iif`, the interface a
+/// forwarded packet came in on (0 for the host's own).
+fn skb_ctx(ingress_ifindex: u32) -> [u8; 40] {
+    let mut ctx = [0u8; 40];
+    ctx[36..40].copy_from_slice(&ingress_ifindex.to_ne_bytes());
+    ctx
 }
 
 /// The real object, freshly loaded (fresh maps) for one test.
@@ -94,18 +105,27 @@ impl Harness {
     }
 
     pub fn xdp(&mut self, frame: &[u8]) -> u32 {
-        run_once(self.loaded.xdp().expect("the XDP program"), frame)
+        run_once(self.loaded.xdp().expect("the XDP program"), frame, None)
             .expect("BPF_PROG_TEST_RUN (xdp)")
     }
 
     pub fn tc(&mut self, frame: &[u8]) -> u32 {
-        run_once(self.loaded.tc().expect("the TC program"), frame).expect("BPF_PROG_TEST_RUN (tc)")
+        run_once(self.loaded.tc().expect("the TC program"), frame, None)
+            .expect("BPF_PROG_TEST_RUN (tc)")
+    }
+
+    /// Runs the TC program on a frame this host forwards, which came in on
+    /// interface `came_in`.
+    pub fn tc_forwarded(&mut self, frame: &[u8], came_in: u32) -> u32 {
+        let ctx = skb_ctx(came_in);
+        run_once(self.loaded.tc().expect("the TC program"), frame, Some(&ctx))
+            .expect("BPF_PROG_TEST_RUN (tc, forwarded)")
     }
 
     /// Like [`Harness::tc`], but returns the kernel's refusal to build an
     /// skb from `frame` (EINVAL) instead of panicking on it.
     pub fn try_tc(&mut self, frame: &[u8]) -> Option<u32> {
-        match run_once(self.loaded.tc().expect("the TC program"), frame) {
+        match run_once(self.loaded.tc().expect("the TC program"), frame, None) {
             Ok(verdict) => Some(verdict),
             Err(ProgramError::SyscallError(e))
                 if e.io_error.raw_os_error() == Some(libc::EINVAL) =>

@@ -5,6 +5,7 @@
 //! Needs root.
 
 mod harness;
+mod unforgeable;
 
 use harness::*;
 use rstguard_common::{
@@ -89,9 +90,10 @@ fn fins_both_ways_reach_time_wait() {
 }
 
 #[test]
-fn a_new_syn_starts_the_flow_afresh_but_a_retransmitted_one_does_not() {
+fn a_new_syn_starts_a_closed_flow_afresh_but_a_retransmitted_one_does_not() {
     let mut lab = Lab::new(Monitor);
     lab.established();
+    assert_eq!(lab.rst(lab.c.nxt), (Verdict::Exact, Pass));
     let created = lab.h.counters().get(Counter::FlowsCreated);
     // The client reconnects from the same port: a bare SYN.
     lab.c.rcv = 0;
@@ -104,6 +106,7 @@ fn a_new_syn_starts_the_flow_afresh_but_a_retransmitted_one_does_not() {
     lab.c.nxt = 777_777;
     lab.send(true, true, false, 0);
     assert_eq!(lab.h.counters().get(Counter::FlowsCreated), created + 1);
+    assert_eq!(lab.h.counters().get(Counter::IgnoredSyn), 0);
 }
 
 #[test]
