@@ -129,6 +129,43 @@ impl Routed {
         }
     }
 
+    /// Asymmetric routing: the client reaches the server over a direct
+    /// link (c1 - s1, 10.201.9.0/24, fd01:9::/64) that bypasses the router,
+    /// while the server's segments to the client still go through it. The
+    /// router then sees one direction of every client-server flow only.
+    pub fn bypass_client_to_server(&self) {
+        link(&self.client, "c1", &self.server, "s1");
+        addr(&self.client, "c1", "10.201.9.1", "fd01:9::1");
+        addr(&self.server, "s1", "10.201.9.2", "fd01:9::2");
+        // The client keeps its own address as the source, so that the
+        // server's answers go back through the router.
+        self.client.ip(&[
+            "route",
+            "add",
+            &format!("{}/32", SERVER.v4),
+            "via",
+            "10.201.9.2",
+            "src",
+            CLIENT.v4,
+        ]);
+        self.client.ip(&[
+            "-6",
+            "route",
+            "add",
+            &format!("{}/128", SERVER.v6),
+            "via",
+            "fd01:9::2",
+            "src",
+            CLIENT.v6,
+        ]);
+        // Each end receives on one link what it sends on the other.
+        for (ns, devs) in [(&self.client, ["c0", "c1"]), (&self.server, ["s0", "s1"])] {
+            for dev in ["all", "default", devs[0], devs[1]] {
+                sysctl(ns, &format!("net.ipv4.conf.{dev}.rp_filter"), "0");
+            }
+        }
+    }
+
     /// Adds the legacy namespace behind the router and starts the smoltcp
     /// peer there, listening on `port`.
     pub fn with_legacy(&mut self, port: u16) -> LegacyPeer {

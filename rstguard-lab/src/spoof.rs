@@ -35,31 +35,105 @@ impl Spoofer {
 
     /// Sends a RST (with ACK when `ack` is some) from `src` to `dst`.
     pub fn rst(&self, src: SocketAddr, dst: SocketAddr, seq: u32, ack: Option<u32>) {
-        let pkt = rst_packet(src, dst, seq, ack);
+        self.send(src, dst, &Forged::rst(seq, ack));
+    }
+
+    /// Sends a forged segment from `src` to `dst`.
+    pub fn send(&self, src: SocketAddr, dst: SocketAddr, seg: &Forged) {
+        let pkt = seg.packet(src, dst);
         let to = SockAddr::from(SocketAddr::new(dst.ip(), 0));
         assert_eq!(self.v6, dst.is_ipv6(), "address family");
-        self.sock.send_to(&pkt, &to).expect("sending a spoofed RST");
+        self.sock
+            .send_to(&pkt, &to)
+            .expect("sending a spoofed segment");
+    }
+}
+
+/// A TCP segment an attacker forges: its flags, numbers and payload, as
+/// they go on the wire.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Forged {
+    pub seq: u32,
+    /// The ACK number; `None`: the ACK flag is off.
+    pub ack: Option<u32>,
+    pub syn: bool,
+    pub fin: bool,
+    pub rst: bool,
+    /// Bytes of payload (zeros).
+    pub payload: usize,
+}
+
+impl Forged {
+    pub fn rst(seq: u32, ack: Option<u32>) -> Forged {
+        Forged {
+            seq,
+            ack,
+            rst: true,
+            ..Forged::default()
+        }
+    }
+
+    pub fn syn(seq: u32) -> Forged {
+        Forged {
+            seq,
+            syn: true,
+            ..Forged::default()
+        }
+    }
+
+    pub fn syn_ack(seq: u32, ack: u32) -> Forged {
+        Forged {
+            seq,
+            ack: Some(ack),
+            syn: true,
+            ..Forged::default()
+        }
+    }
+
+    pub fn fin(seq: u32, ack: Option<u32>) -> Forged {
+        Forged {
+            seq,
+            ack,
+            fin: true,
+            ..Forged::default()
+        }
+    }
+
+    /// The IP packet carrying it from `src` to `dst`.
+    pub fn packet(&self, src: SocketAddr, dst: SocketAddr) -> Vec<u8> {
+        let ip = match (src, dst) {
+            (SocketAddr::V4(s), SocketAddr::V4(d)) => {
+                PacketBuilder::ipv4(s.ip().octets(), d.ip().octets(), 64)
+            }
+            (SocketAddr::V6(s), SocketAddr::V6(d)) => {
+                PacketBuilder::ipv6(s.ip().octets(), d.ip().octets(), 64)
+            }
+            _ => panic!("mixed address families"),
+        };
+        let win = if self.rst { 0 } else { 65535 };
+        let mut tcp = ip.tcp(src.port(), dst.port(), self.seq, win);
+        if let Some(a) = self.ack {
+            tcp = tcp.ack(a);
+        }
+        if self.syn {
+            tcp = tcp.syn();
+        }
+        if self.fin {
+            tcp = tcp.fin();
+        }
+        if self.rst {
+            tcp = tcp.rst();
+        }
+        let payload = vec![0u8; self.payload];
+        let mut pkt = Vec::with_capacity(tcp.size(payload.len()));
+        tcp.write(&mut pkt, &payload).expect("building a segment");
+        pkt
     }
 }
 
 /// An IP packet carrying a RST.
 pub fn rst_packet(src: SocketAddr, dst: SocketAddr, seq: u32, ack: Option<u32>) -> Vec<u8> {
-    let ip = match (src, dst) {
-        (SocketAddr::V4(s), SocketAddr::V4(d)) => {
-            PacketBuilder::ipv4(s.ip().octets(), d.ip().octets(), 64)
-        }
-        (SocketAddr::V6(s), SocketAddr::V6(d)) => {
-            PacketBuilder::ipv6(s.ip().octets(), d.ip().octets(), 64)
-        }
-        _ => panic!("mixed address families"),
-    };
-    let mut tcp = ip.tcp(src.port(), dst.port(), seq, 0).rst();
-    if let Some(a) = ack {
-        tcp = tcp.ack(a);
-    }
-    let mut pkt = Vec::with_capacity(tcp.size(0));
-    tcp.write(&mut pkt, &[]).expect("building a RST");
-    pkt
+    Forged::rst(seq, ack).packet(src, dst)
 }
 
 /// Packets sent back to back before a 1 ms pause: a veth ring holds 256,
@@ -80,6 +154,30 @@ pub fn random_rsts(ns: &Netns, src: SocketAddr, dst: SocketAddr, n: u32) {
         }
     });
     thread::sleep(Duration::from_millis(300));
+}
+
+/// Sends each pair of forged segments in `pairs` from `src` to `dst`: a
+/// segment meant to teach a sequence number, then a RST at it. Returns how
+/// many pairs went out.
+pub fn forged_pairs(
+    ns: &Netns,
+    src: SocketAddr,
+    dst: SocketAddr,
+    pairs: Vec<(Forged, Forged)>,
+) -> u64 {
+    ns.run(move || {
+        let s = Spoofer::new(dst.is_ipv6());
+        let mut sent = 0u64;
+        for (teach, rst) in pairs {
+            s.send(src, dst, &teach);
+            s.send(src, dst, &rst);
+            sent += 1;
+            if sent.is_multiple_of(u64::from(BURST / 2)) {
+                thread::sleep(Duration::from_micros(500));
+            }
+        }
+        sent
+    })
 }
 
 /// Sends one RST (ACK `ack`) per sequence number in `seqs`.

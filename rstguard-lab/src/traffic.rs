@@ -34,6 +34,8 @@ pub struct LiveTransfer {
     pub client_port: u16,
     received: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// Set: the server aborts (SO_LINGER 0, close): a legitimate RST.
+    abort: Arc<std::sync::atomic::AtomicBool>,
     /// None when the server is not a kernel socket of this lab (a legacy peer).
     server: Option<JoinHandle<Option<std::io::ErrorKind>>>,
     client: JoinHandle<Result<u64, std::io::ErrorKind>>,
@@ -65,17 +67,29 @@ impl LiveTransfer {
 
     /// Server on `addr` in `server`, client in `client`.
     pub fn between(server: &Netns, client: &Netns, addr: SocketAddr) -> LiveTransfer {
-        use std::{net::TcpListener, sync::atomic::AtomicU64};
+        use std::{
+            net::TcpListener,
+            sync::atomic::{AtomicBool, AtomicU64},
+        };
         let received = Arc::new(AtomicU64::new(0));
+        let abort = Arc::new(AtomicBool::new(false));
         let (ready_tx, ready_rx) = mpsc::channel();
         let server = {
             let received = Arc::clone(&received);
+            let abort = Arc::clone(&abort);
             server.spawn(move || {
                 let l = TcpListener::bind(addr).unwrap();
                 ready_tx.send(()).unwrap();
                 let (mut s, _) = l.accept().unwrap();
                 let mut buf = [0u8; 65536];
                 loop {
+                    if abort.load(Ordering::Relaxed) {
+                        socket2::SockRef::from(&s)
+                            .set_linger(Some(Duration::ZERO))
+                            .unwrap();
+                        drop(s);
+                        return None;
+                    }
                     match s.read(&mut buf) {
                         Ok(0) => return None,
                         Ok(k) => {
@@ -92,6 +106,7 @@ impl LiveTransfer {
         let mut t = Self::to(client, addr, FAST);
         t.received = received;
         t.server = Some(server);
+        t.abort = abort;
         t
     }
 
@@ -134,6 +149,7 @@ impl LiveTransfer {
             client_port,
             received: Arc::new(AtomicU64::new(0)),
             stop,
+            abort: Arc::new(AtomicBool::new(false)),
             server: None,
             client,
         }
@@ -172,6 +188,21 @@ impl LiveTransfer {
     /// Whether the client has stopped (an error ended it).
     pub fn client_done(&self) -> bool {
         self.client.is_finished()
+    }
+
+    /// The server aborts the connection (SO_LINGER 0, then close: its
+    /// kernel sends a RST), as soon as its next read returns; then waits
+    /// (bounded) for the client to see it.
+    pub fn abort_server(&self) {
+        self.abort.store(true, Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.client.is_finished() {
+            assert!(
+                Instant::now() < deadline,
+                "the client never saw the server's abort"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Stops the client, waits for the server to read everything.

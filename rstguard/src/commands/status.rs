@@ -11,7 +11,9 @@ use crate::{
     paths::PinDir,
     policy::{describe, PolicyView},
 };
-use rstguard_common::{policy::POLICY_PINNED, Level, Policy};
+use rstguard_common::{
+    policy::POLICY_PINNED, track::Ignore, Action, Counter, Level, Policy, Verdict,
+};
 
 #[derive(Serialize)]
 struct Status {
@@ -54,6 +56,11 @@ struct IfaceStatus {
     escalations: u32,
     deescalations: u32,
     last_change_secs_ago: Option<u64>,
+    /// RSTs on flows seen in one direction only: never dropped. Many of
+    /// them mean asymmetric routing through this interface.
+    one_sided_rsts: u64,
+    /// Segments that taught rstguard nothing (forged-looking), all reasons.
+    ignored_segments: u64,
 }
 
 #[derive(Serialize)]
@@ -111,31 +118,39 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             .ifaces
             .iter()
             .take(s.n_ifaces as usize)
-            .map(|i| IfaceStatus {
-                device: iface_name(Some(&s), i.ifindex),
-                ifindex: i.ifindex,
-                xdp_mode: XdpModeInForce::from_raw(i.xdp_mode),
-                egress: TcHook::from_raw(i.tc_hook),
-                xdp_attached: running && link_exists(i.xdp_link_id),
-                egress_attached: running && link_exists(i.tc_link_id),
-                level: maps
-                    .policy(i.ifindex)
-                    .ok()
-                    .flatten()
-                    .map_or(policy.level(), |p: Policy| p.level()),
-                auto: (s.auto != 0).then(|| AutoStatus {
-                    floor: Level::from_raw(i.floor),
-                    ceiling: Level::from_raw(i.ceiling),
-                    pinned: maps
+            .map(|i| {
+                let c = maps.counters(i.ifindex).unwrap_or_default();
+                IfaceStatus {
+                    device: iface_name(Some(&s), i.ifindex),
+                    ifindex: i.ifindex,
+                    xdp_mode: XdpModeInForce::from_raw(i.xdp_mode),
+                    egress: TcHook::from_raw(i.tc_hook),
+                    xdp_attached: running && link_exists(i.xdp_link_id),
+                    egress_attached: running && link_exists(i.tc_link_id),
+                    level: maps
                         .policy(i.ifindex)
                         .ok()
                         .flatten()
-                        .is_some_and(|p| p.flags & POLICY_PINNED != 0),
-                }),
-                escalations: i.escalations,
-                deescalations: i.deescalations,
-                last_change_secs_ago: (i.last_change_unix != 0)
-                    .then(|| now.saturating_sub(i.last_change_unix)),
+                        .map_or(policy.level(), |p: Policy| p.level()),
+                    auto: (s.auto != 0).then(|| AutoStatus {
+                        floor: Level::from_raw(i.floor),
+                        ceiling: Level::from_raw(i.ceiling),
+                        pinned: maps
+                            .policy(i.ifindex)
+                            .ok()
+                            .flatten()
+                            .is_some_and(|p| p.flags & POLICY_PINNED != 0),
+                    }),
+                    escalations: i.escalations,
+                    deescalations: i.deescalations,
+                    last_change_secs_ago: (i.last_change_unix != 0)
+                        .then(|| now.saturating_sub(i.last_change_unix)),
+                    one_sided_rsts: c.rst(Verdict::OneSided, Action::Pass),
+                    ignored_segments: Ignore::ALL
+                        .iter()
+                        .map(|&why| c.get(Counter::ignored(why)))
+                        .sum(),
+                }
             })
             .collect(),
         top_flows: s
@@ -235,6 +250,19 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             i.level,
             auto
         );
+        if i.one_sided_rsts > 0 {
+            println!(
+                "  {:<12} {} one-sided RST(s) passed: flows seen in one direction only \
+                 (asymmetric routing?); never dropped",
+                "", i.one_sided_rsts
+            );
+        }
+        if i.ignored_segments > 0 {
+            println!(
+                "  {:<12} {} segment(s) ignored as forged-looking (`rstguard stats` has the reasons)",
+                "", i.ignored_segments
+            );
+        }
     }
     if !status.top_flows.is_empty() {
         println!("most attacked flows (sampled suspicious RSTs):");

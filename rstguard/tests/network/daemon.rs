@@ -248,7 +248,10 @@ fn metrics_scrape_parses_and_matches_the_traffic() {
         }
     }
     // Every verdict x action exists.
-    assert_eq!(families["rstguard_rst_packets_total"].len(), 16);
+    assert_eq!(
+        families["rstguard_rst_packets_total"].len(),
+        rstguard_common::Verdict::COUNT * 2
+    );
     let dropped = value(
         &scrape,
         "rstguard_rst_packets_total",

@@ -7,6 +7,8 @@ mod blind;
 mod daemon;
 mod legacy;
 mod legit;
+mod placement;
+mod unforgeable;
 
 use std::{
     io::{ErrorKind, Read, Write},
