@@ -81,9 +81,9 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
                     .into(),
             )
         } else {
-            // Network tests create namespaces with fixed names and
-            // addresses: two runs at once (two checkouts on one machine)
-            // would trip over each other, so they take turns.
+            // Network tests measure rates and wait on timers: two runs at
+            // once on one machine (two checkouts) starve each other of CPU
+            // and fail for no fault of the code, so they take turns.
             let _turn = (layer == Layer::Network).then(network_lock).transpose()?;
             let mut c = cmd::cargo();
             match layer {

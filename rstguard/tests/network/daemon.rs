@@ -7,8 +7,9 @@ use nix::sys::signal::Signal;
 use serde_json::Value;
 
 use rstguard_lab::{
-    http_get, n, rstguard_bin, sockaddr as v4, spoof::random_rsts, Daemon, LiveTransfer, Netns,
-    Pair, CLIENT4, SERVER4,
+    http_get, n, rstguard_bin, sockaddr as v4,
+    spoof::{random_rsts, rsts_at},
+    Daemon, LiveTransfer, Netns, Pair, CLIENT4, SERVER4,
 };
 
 fn rst_count(stats: &Value, dev: &str, verdict: &str, action: &str) -> u64 {
@@ -73,8 +74,21 @@ fn second_terminal_commands_work_against_a_running_daemon() {
     assert_eq!(ours["state"], "established", "{ours}");
 
     // stats match what was sent; policy set changes the very next verdicts.
+    // The RSTs aim half the sequence space away from what the server
+    // acknowledged: out of any window (random ones may land in it).
     let (client, server) = (v4(CLIENT4, cport), v4(SERVER4, 5000));
-    random_rsts(&pair.client, client, server, 50);
+    let server_half = if ours["a"] == format!("{SERVER4}:5000").as_str() {
+        &ours["a_sent"]
+    } else {
+        &ours["b_sent"]
+    };
+    let far = (n(&server_half["ack"]) as u32).wrapping_add(1 << 31);
+    let far_rsts = || {
+        (0..50u32)
+            .map(|k| far.wrapping_add(k * 1000))
+            .collect::<Vec<_>>()
+    };
+    rsts_at(&pair.client, client, server, far_rsts(), None);
     let stats = s.cli_json(&["stats"]);
     assert_eq!(
         rst_count(&stats, "s0", "out_of_window", "passed"),
@@ -84,7 +98,7 @@ fn second_terminal_commands_work_against_a_running_daemon() {
     let (code, out, err) = s.cli(&["policy", "set", "level=enforce"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("level=enforce"), "{out}");
-    random_rsts(&pair.client, client, server, 50);
+    rsts_at(&pair.client, client, server, far_rsts(), None);
     let stats = s.cli_json(&["stats"]);
     assert_eq!(
         rst_count(&stats, "s0", "out_of_window", "dropped"),
