@@ -111,19 +111,20 @@ pub enum Step {
 
 /// Learns from a non-RST segment from the `sender_is_lo` side, seen as
 /// `origin`, on `flow` (None: not tracked). A flow starts on a bare SYN,
-/// on this host's own SYN-ACK, or, when `pickup` allows, on anything.
+/// on this host's own SYN-ACK, or, when `pickup` says so (asked only
+/// then), on anything.
 #[inline(always)]
 pub fn learn(
     flow: Option<&mut Flow>,
     sender_is_lo: bool,
     seg: &Segment,
     origin: Origin,
-    pickup: bool,
+    pickup: impl FnOnce() -> bool,
     now: impl Clock,
 ) -> Step {
     match flow {
         Some(flow) => update(flow, sender_is_lo, seg, origin, now),
-        None if pickup || (seg.has(SYN) && (!seg.has(ACK) || origin == Origin::Local)) => {
+        None if (seg.has(SYN) && (!seg.has(ACK) || origin == Origin::Local)) || pickup() => {
             Step::Create
         }
         None => Step::Untracked,

@@ -19,7 +19,7 @@ fn new_flow(syn: &Segment, sender_is_lo: bool, now: u64) -> Flow {
 
 /// Learns a claimed segment on a tracked flow (as seen from a router).
 fn learn(f: &mut Flow, sender_is_lo: bool, seg: &Segment, now: u64) -> track::Step {
-    track::learn(Some(f), sender_is_lo, seg, Claim, true, now)
+    track::learn(Some(f), sender_is_lo, seg, Claim, || true, now)
 }
 
 fn policy(level: Level) -> Policy {

@@ -311,7 +311,7 @@ impl World {
     fn observe(&mut self, client: bool, seg: &Segment) -> Step {
         let lo = self.sender_is_lo(client);
         let origin = self.origin(client);
-        let step = track::learn(self.flow.as_mut(), lo, seg, origin, true, NOW);
+        let step = track::learn(self.flow.as_mut(), lo, seg, origin, || true, NOW);
         if step == Step::Create {
             self.flow = Some(track::new_flow(seg, lo, origin, NOW));
         }
@@ -432,7 +432,7 @@ impl World {
                 let was = self.flow;
                 // Forged segments arrive from outside: XDP, a claim.
                 let lo = self.sender_is_lo(client);
-                let step = track::learn(self.flow.as_mut(), lo, &seg, Origin::Claim, true, NOW);
+                let step = track::learn(self.flow.as_mut(), lo, &seg, Origin::Claim, || true, NOW);
                 if step == Step::Create {
                     // Only a flow that is over (or one-sided) starts afresh.
                     assert!(
@@ -691,7 +691,7 @@ fn forged_fin_syn_synack_data_ack_and_sack_teach_nothing() {
     for (what, from_client, seg, aim) in cases {
         let mut f = router_flow();
         let before = f;
-        let step = track::learn(Some(&mut f), from_client, &seg, Origin::Claim, true, NOW);
+        let step = track::learn(Some(&mut f), from_client, &seg, Origin::Claim, || true, NOW);
         assert!(matches!(step, Step::Ignored(_)), "{what}: {step:?}");
         assert_eq!(f, before, "{what}: the flow changed");
         // The RST aimed at what the forgery would have taught, from the
@@ -715,7 +715,7 @@ fn forged_fin_syn_synack_data_ack_and_sack_teach_nothing() {
     let mut sack = forged(ACK, 50_301, 1101, 0);
     sack.has_sack = true;
     sack.sack_right = 1101 + 5000;
-    track::learn(Some(&mut f), false, &sack, Origin::Claim, true, NOW);
+    track::learn(Some(&mut f), false, &sack, Origin::Claim, || true, NOW);
     assert!(!f.hi.has(HALF_SACK), "a SACK of bytes never sent");
     assert_eq!(rst_verdict(&f, true, 6101, None), Verdict::InWindow);
 }
@@ -729,7 +729,7 @@ fn a_forged_syn_does_not_wipe_an_established_flow() {
         false,
         &forged(SYN, X, 0, 0),
         Origin::Claim,
-        true,
+        || true,
         NOW,
     );
     assert_eq!(step, Step::Ignored(Ignore::Syn));
@@ -751,7 +751,7 @@ fn on_a_host_a_segment_from_outside_claiming_the_host_is_a_spoof() {
     let mut f = w.flow.unwrap();
     let before = f;
     let seg = forged(ACK, 50_301, 1001, 100);
-    let step = track::learn(Some(&mut f), false, &seg, Origin::Claim, true, NOW);
+    let step = track::learn(Some(&mut f), false, &seg, Origin::Claim, || true, NOW);
     assert_eq!(step, Step::Ignored(Ignore::LocalSpoof));
     assert_eq!(f, before);
 }
@@ -768,7 +768,7 @@ fn one_sided_flows_never_drop_a_rst() {
         };
         let mut f = track::new_flow(&first, true, Origin::Claim, NOW);
         let data = forged(ACK, 1001, 50_001, 400);
-        track::learn(Some(&mut f), true, &data, Origin::Claim, true, NOW);
+        track::learn(Some(&mut f), true, &data, Origin::Claim, || true, NOW);
         assert!(!f.both_seen());
         // The server aborts; its segments were lost, the client's
         // challenge ACK goes the other way, and the server's no-socket
@@ -794,7 +794,7 @@ fn one_sided_flows_never_drop_a_rst() {
         false,
         &forged(ACK, 50_101, 1001, 100),
         Origin::Claim,
-        true,
+        || true,
         NOW,
     );
     assert_eq!(rst_verdict(&f, true, 1001, None), Verdict::OneSided);
@@ -808,7 +808,7 @@ fn a_pickup_from_a_forgery_gives_way_to_the_real_flow() {
     // The real server's segment does not fit it: the pickup starts over.
     let real = forged(ACK, 50_001, 1001, 100);
     assert_eq!(
-        track::learn(Some(&mut f), false, &real, Origin::Claim, true, NOW),
+        track::learn(Some(&mut f), false, &real, Origin::Claim, || true, NOW),
         Step::Create
     );
     let mut f = track::new_flow(&real, false, Origin::Claim, NOW);
@@ -818,7 +818,7 @@ fn a_pickup_from_a_forgery_gives_way_to_the_real_flow() {
         true,
         &forged(ACK, 1001, 50_101, 0),
         Origin::Claim,
-        true,
+        || true,
         NOW,
     );
     assert!(f.both_seen());
@@ -854,7 +854,7 @@ fn tcp_fast_open_any_ack_of_the_syn_or_its_data_resets_syn_sent() {
     let mut g = f;
     let synack = forged(SYN | ACK, 50_000, 1001, 0);
     assert_eq!(
-        track::learn(Some(&mut g), false, &synack, Origin::Claim, true, NOW),
+        track::learn(Some(&mut g), false, &synack, Origin::Claim, || true, NOW),
         Step::Learned
     );
     assert_eq!(g.state(), FlowState::SynRecv);
@@ -870,7 +870,7 @@ fn a_second_syn_soon_after_the_first_is_not_believed() {
             true,
             &forged_syn,
             Origin::Claim,
-            true,
+            || true,
             NOW + 1000
         ),
         Step::Ignored(Ignore::Syn)
@@ -888,7 +888,7 @@ fn a_second_syn_soon_after_the_first_is_not_believed() {
             true,
             &forged(SYN, 7000, 0, 0),
             Origin::Claim,
-            true,
+            || true,
             later
         ),
         Step::Create
@@ -902,7 +902,7 @@ fn port_reuse_after_a_silent_death() {
     let mut f = router_flow();
     let new_syn = forged(SYN, 9_000_000, 0, 0);
     assert_eq!(
-        track::learn(Some(&mut f), true, &new_syn, Origin::Claim, true, NOW),
+        track::learn(Some(&mut f), true, &new_syn, Origin::Claim, || true, NOW),
         Step::Ignored(Ignore::Syn)
     );
     // ...the server answers it with a challenge ACK of the old connection,
@@ -910,7 +910,7 @@ fn port_reuse_after_a_silent_death() {
     // ACK number: exact, so it passes and closes the old flow...
     let challenge = forged(ACK, 50_301, 1101, 0);
     assert_eq!(
-        track::learn(Some(&mut f), false, &challenge, Origin::Claim, true, NOW),
+        track::learn(Some(&mut f), false, &challenge, Origin::Claim, || true, NOW),
         Step::Learned
     );
     let strict = Policy {
@@ -925,7 +925,7 @@ fn port_reuse_after_a_silent_death() {
     assert_eq!(f.state(), FlowState::Closed);
     // ...and the retransmitted SYN starts the flow afresh.
     assert_eq!(
-        track::learn(Some(&mut f), true, &new_syn, Origin::Claim, true, NOW),
+        track::learn(Some(&mut f), true, &new_syn, Origin::Claim, || true, NOW),
         Step::Create
     );
 
@@ -934,12 +934,12 @@ fn port_reuse_after_a_silent_death() {
     let mut w = World::new(Placement::Host, false, true, 1000, 50_000);
     let mut f = w.flow.take().unwrap();
     assert_eq!(
-        track::learn(Some(&mut f), true, &new_syn, Origin::Claim, true, NOW),
+        track::learn(Some(&mut f), true, &new_syn, Origin::Claim, || true, NOW),
         Step::Ignored(Ignore::Syn)
     );
     let synack = forged(SYN | ACK, 70_000, 9_000_001, 0);
     assert_eq!(
-        track::learn(Some(&mut f), false, &synack, Origin::Local, true, NOW),
+        track::learn(Some(&mut f), false, &synack, Origin::Local, || true, NOW),
         Step::Create
     );
     let g = track::new_flow(&synack, false, Origin::Local, NOW);

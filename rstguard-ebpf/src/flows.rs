@@ -43,7 +43,7 @@ pub fn learn(pkt: &Packet, origin: Origin, new_flow: &mut Flow, slot: u32, c: &m
     let closed = flow
         .as_ref()
         .is_some_and(|f| f.state() == FlowState::Closed);
-    let pickup = policy(slot).is_some_and(|p| p.pickup != 0);
+    let pickup = || policy(slot).is_some_and(|p| p.pickup != 0);
     match track::learn(flow, sender_is_lo, seg, origin, pickup, clock()) {
         Step::Create => return create(pkt, origin, new_flow, c),
         Step::Ignored(why) => bump(c, Counter::ignored(why)),
