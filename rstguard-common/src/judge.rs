@@ -35,10 +35,23 @@ pub enum Verdict {
     /// flow picked up from one side): no ground to call the RST out of
     /// window. Never dropped.
     OneSided = 8,
+    /// The first fragment of a TCP segment without the whole TCP header:
+    /// the flags may sit in a later fragment (RFC 1858's tiny fragments).
+    /// Judged whatever its flags.
+    TinyFragment = 9,
+    /// An IPv4 TCP fragment at offset 8 bytes: it overwrites the flags of
+    /// the first fragment on reassembly (RFC 3128).
+    FragmentOverlap = 10,
+    /// A RST in the first fragment of a fragmented segment: no real stack
+    /// fragments a RST (40 to 60 bytes; the smallest IPv4 MTU is 68).
+    FragmentedRst = 11,
+    /// A frame whose TCP header rstguard cannot reach: more VLAN tags or
+    /// IPv6 extension headers than the parser follows. It may hide a RST.
+    HeaderUnreachable = 12,
 }
 
 impl Verdict {
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 13;
     pub const ALL: [Verdict; Verdict::COUNT] = [
         Verdict::NoFlow,
         Verdict::Trusted,
@@ -49,6 +62,10 @@ impl Verdict {
         Verdict::OutOfWindow,
         Verdict::RateLimited,
         Verdict::OneSided,
+        Verdict::TinyFragment,
+        Verdict::FragmentOverlap,
+        Verdict::FragmentedRst,
+        Verdict::HeaderUnreachable,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -62,6 +79,10 @@ impl Verdict {
             Verdict::OutOfWindow => "out_of_window",
             Verdict::RateLimited => "rate_limited",
             Verdict::OneSided => "one_sided",
+            Verdict::TinyFragment => "tiny_fragment",
+            Verdict::FragmentOverlap => "fragment_overlap",
+            Verdict::FragmentedRst => "fragmented_rst",
+            Verdict::HeaderUnreachable => "header_unreachable",
         }
     }
 
@@ -69,7 +90,13 @@ impl Verdict {
     pub const fn is_invalid(self) -> bool {
         matches!(
             self,
-            Verdict::BadSynAck | Verdict::InWindow | Verdict::OutOfWindow | Verdict::RateLimited
+            Verdict::BadSynAck
+                | Verdict::InWindow
+                | Verdict::OutOfWindow
+                | Verdict::RateLimited
+                | Verdict::TinyFragment
+                | Verdict::FragmentOverlap
+                | Verdict::FragmentedRst
         )
     }
 }
@@ -177,7 +204,19 @@ pub fn action_for(verdict: Verdict, policy: &Policy) -> Action {
                 Action::Pass
             }
         }
-        Verdict::OutOfWindow | Verdict::BadSynAck | Verdict::RateLimited => Action::Drop,
+        Verdict::HeaderUnreachable => {
+            if level == Level::Strict {
+                Action::Drop
+            } else {
+                Action::from_raw(policy.unparsed)
+            }
+        }
+        Verdict::OutOfWindow
+        | Verdict::BadSynAck
+        | Verdict::RateLimited
+        | Verdict::TinyFragment
+        | Verdict::FragmentOverlap
+        | Verdict::FragmentedRst => Action::Drop,
     }
 }
 
@@ -215,6 +254,12 @@ pub fn judge(
 ) -> (Verdict, Action) {
     if trusted {
         return (Verdict::Trusted, Action::Pass);
+    }
+    if rst.first_fragment {
+        return (
+            Verdict::FragmentedRst,
+            action_for(Verdict::FragmentedRst, policy),
+        );
     }
     let Some(flow) = flow else {
         return (Verdict::NoFlow, action_for(Verdict::NoFlow, policy));

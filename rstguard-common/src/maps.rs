@@ -41,8 +41,15 @@ pub const COUNTERS: &str = "COUNTERS";
 /// the default (and the policy of interfaces without a slot).
 pub const POLICY: &str = "POLICY";
 /// Array indexed by interface index (below [`IFINDEX_LIMIT`]): the
-/// interface's slot in [`COUNTERS`] and [`POLICY`], 0 for none.
+/// interface's slot in [`COUNTERS`] and [`POLICY`] (0 for none) in the low
+/// bits ([`SLOT_MASK`]), and [`SLOT_L3`] when its frames carry no
+/// link-layer header.
 pub const IFACE_SLOTS: &str = "IFACE_SLOTS";
+/// The slot in an [`IFACE_SLOTS`] value.
+pub const SLOT_MASK: u32 = 0xffff;
+/// [`IFACE_SLOTS`] flag: the device has no link-layer header (tun,
+/// WireGuard, IP tunnels): frames start at the IP header.
+pub const SLOT_L3: u32 = 1 << 16;
 /// Array indexed by slot: the interface index it belongs to (0: free).
 /// Only user space reads it.
 pub const SLOT_IFACES: &str = "SLOT_IFACES";

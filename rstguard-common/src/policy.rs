@@ -9,9 +9,10 @@ use crate::judge::Action;
 pub enum Level {
     /// Drop nothing; count every verdict.
     Monitor = 0,
-    /// Drop `out_of_window`, `bad_syn_ack` and `rate_limited`.
+    /// Drop `out_of_window`, `bad_syn_ack`, `rate_limited` and the
+    /// fragment evasions.
     Enforce = 1,
-    /// Also drop `in_window`.
+    /// Also drop `in_window` and frames whose TCP header is unreachable.
     Strict = 2,
 }
 
@@ -63,6 +64,10 @@ pub struct Policy {
     pub event_sample: u32,
     /// `POLICY_*` bits.
     pub flags: u32,
+    /// [`Action`] at enforce for frames whose TCP header the parser cannot
+    /// reach (strict drops them, monitor passes them).
+    pub unparsed: u8,
+    pub _pad: [u8; 7],
 }
 
 /// `Policy::flags`: an operator set this level by hand; auto mode leaves it
@@ -72,7 +77,7 @@ pub const POLICY_PINNED: u32 = 1 << 0;
 /// sources up in it only then.
 pub const POLICY_HAS_TRUSTED: u32 = 1 << 1;
 
-const _: () = assert!(core::mem::size_of::<Policy>() == 24);
+const _: () = assert!(core::mem::size_of::<Policy>() == 32);
 
 /// Default event sampling: every suspicious RST is reported, within the
 /// per-CPU event budget the daemon refills (`maps::EVENT_BUDGET`).
@@ -89,6 +94,8 @@ impl Default for Policy {
             inexact_interval_ns: 1_000_000_000 / DEFAULT_INEXACT_PER_SEC as u64,
             event_sample: DEFAULT_EVENT_SAMPLE,
             flags: 0,
+            unparsed: Action::Pass as u8,
+            _pad: [0; 7],
         }
     }
 }
@@ -105,6 +112,8 @@ impl Policy {
         inexact_interval_ns: 0,
         event_sample: 0,
         flags: 0,
+        unparsed: Action::Pass as u8,
+        _pad: [0; 7],
     };
 
     #[inline(always)]

@@ -5,7 +5,7 @@ use crate::flow::FlowKey;
 
 /// Version of everything pinned: maps live under `<pin dir>/schema-N/`, so
 /// a binary with another layout never reuses them.
-pub const SCHEMA: u32 = 1;
+pub const SCHEMA: u32 = 2;
 
 /// Interfaces one daemon can attach to.
 pub const MAX_IFACES: usize = 16;
@@ -15,6 +15,10 @@ pub const TOP_N: usize = 8;
 /// `IfaceState::xdp_mode`.
 pub const XDP_MODE_NATIVE: u8 = 1;
 pub const XDP_MODE_SKB: u8 = 2;
+/// `IfaceState::link`: frames start with an Ethernet header, or with the
+/// IP header (no link-layer header).
+pub const LINK_ETHERNET: u8 = 0;
+pub const LINK_IP: u8 = 1;
 /// `IfaceState::tc_hook`.
 pub const TC_HOOK_TCX: u8 = 1;
 pub const TC_HOOK_CLSACT: u8 = 2;
@@ -34,7 +38,9 @@ pub struct IfaceState {
     /// Lowest and highest level auto mode may choose here.
     pub floor: u8,
     pub ceiling: u8,
-    pub _pad: [u8; 3],
+    /// [`LINK_ETHERNET`] or [`LINK_IP`]: what its frames start with.
+    pub link: u8,
+    pub _pad: [u8; 2],
     /// NUL-padded interface name.
     pub name: [u8; 16],
     /// Auto-mode transitions up and down so far.

@@ -180,13 +180,42 @@ fn levels_and_actions() {
         (RateLimited, Action::Pass, Action::Drop, Action::Drop),
         (NoFlow, Action::Pass, Action::Pass, Action::Pass),
         (OneSided, Action::Pass, Action::Pass, Action::Pass),
+        (TinyFragment, Action::Pass, Action::Drop, Action::Drop),
+        (FragmentOverlap, Action::Pass, Action::Drop, Action::Drop),
+        (FragmentedRst, Action::Pass, Action::Drop, Action::Drop),
+        (HeaderUnreachable, Action::Pass, Action::Pass, Action::Drop),
         (TimeWait, Action::Pass, Action::Pass, Action::Pass),
     ];
+    assert_eq!(table.len(), Verdict::COUNT, "every verdict has a row");
     for (v, m, e, s) in table {
         assert_eq!(action_for(v, &policy(Level::Monitor)), m, "{v:?} monitor");
         assert_eq!(action_for(v, &policy(Level::Enforce)), e, "{v:?} enforce");
         assert_eq!(action_for(v, &policy(Level::Strict)), s, "{v:?} strict");
     }
+    // `unparsed` decides for unreachable headers at enforce only.
+    let mut p = policy(Level::Enforce);
+    p.unparsed = Action::Drop as u8;
+    assert_eq!(action_for(HeaderUnreachable, &p), Action::Drop);
+    p.level = Level::Monitor as u8;
+    assert_eq!(action_for(HeaderUnreachable, &p), Action::Pass);
+}
+
+#[test]
+fn a_rst_in_a_first_fragment_is_its_own_verdict_even_when_exact() {
+    let mut f = established();
+    let mut r = rst(111);
+    r.first_fragment = true;
+    let p = policy(Level::Enforce);
+    assert_eq!(
+        judge(Some(&mut f), true, &r, false, &p, 10),
+        (Verdict::FragmentedRst, Action::Drop)
+    );
+    assert_eq!(f.state(), FlowState::Established, "it closed nothing");
+    assert_eq!(
+        judge(Some(&mut f), true, &r, true, &p, 10),
+        (Verdict::Trusted, Action::Pass),
+        "trusted sources pass whatever they send"
+    );
 }
 
 #[test]

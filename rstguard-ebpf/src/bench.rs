@@ -54,7 +54,7 @@ pub fn bench_pass(_ctx: XdpContext) -> u32 {
 #[inline(always)]
 fn parsed(ctx: &XdpContext, pkt: &mut Packet) -> bool {
     let (start, end) = (ctx.data(), ctx.data_end());
-    parse(Cursor::new(start, end), end - start, pkt).is_ok()
+    parse(Cursor::new(start, end), end - start, false, pkt).is_ok()
 }
 
 #[xdp]

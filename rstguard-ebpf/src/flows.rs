@@ -89,6 +89,17 @@ pub fn judge_rst(pkt: &Packet, ifindex: u32, slot: u32, c: &mut Counters) -> Act
     action
 }
 
+/// Judges a frame that may hide a RST without showing its flags (a tiny or
+/// overlapping fragment, a header past the parser's bounds); counts it by
+/// verdict and action, and returns the action.
+#[inline(always)]
+pub fn judge_unparsed(verdict: Verdict, slot: u32, c: &mut Counters) -> Action {
+    let fail_open = Policy::FAIL_OPEN;
+    let action = judge::action_for(verdict, policy(slot).unwrap_or(&fail_open));
+    bump_slot(c, rst_slot(verdict, action));
+    action
+}
+
 /// One RST in `every` (0: never), counted on this CPU's RST counter: no
 /// helper call on the per-RST path.
 #[inline(always)]

@@ -6,7 +6,7 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use rstguard_common::{
-    maps::{TrustKey, DEFAULT_FLOWS, EVENTS_BYTES, IFINDEX_LIMIT, SLOTS},
+    maps::{TrustKey, DEFAULT_FLOWS, EVENTS_BYTES, IFINDEX_LIMIT, SLOTS, SLOT_L3, SLOT_MASK},
     tcp::OPTION_BUF,
     Counter, Counters, DaemonState, Flow, FlowKey, Policy,
 };
@@ -94,16 +94,29 @@ pub fn scratch() -> Option<&'static mut Scratch> {
 /// LPM tries must be created with this flag.
 const BPF_F_NO_PREALLOC: u32 = 1;
 
-/// The slot of interface `ifindex` (0 when it has none).
+/// What the programs know of an interface.
+#[derive(Clone, Copy)]
+pub struct Iface {
+    /// Its slot in COUNTERS and POLICY (0 when it has none).
+    pub slot: u32,
+    /// Its frames start at the IP header (no link-layer header).
+    pub l3: bool,
+}
+
+/// Interface `ifindex`, from its IFACE_SLOTS entry.
 #[inline(always)]
-pub fn slot(ifindex: u32) -> u32 {
-    IFACE_SLOTS.get(ifindex).copied().unwrap_or(0)
+pub fn iface(ifindex: u32) -> Iface {
+    let word = IFACE_SLOTS.get(ifindex).copied().unwrap_or(0);
+    Iface {
+        slot: word & SLOT_MASK,
+        l3: word & SLOT_L3 != 0,
+    }
 }
 
 /// Whether rstguard is attached to interface `ifindex` (it has a slot).
 #[inline(always)]
 pub fn attached(ifindex: u32) -> bool {
-    slot(ifindex) != 0
+    iface(ifindex).slot != 0
 }
 
 /// The calling CPU's counters for `slot`.

@@ -1,5 +1,6 @@
-//! Packet parsing: Ethernet (802.1Q/802.1ad tags), IPv4 (IHL, fragments),
-//! IPv6 (extension headers) and TCP (data offset, options), through one
+//! Packet parsing: Ethernet (802.1Q/802.1ad tags), or none on devices
+//! without a link-layer header, IPv4 (IHL, fragments), IPv6 (extension
+//! headers, fragments) and TCP (data offset, options), through one
 //! bounds-checked accessor. Every read goes through [`Cursor::read`], which
 //! checks the access against the end of the packet; `unsafe` is only at the
 //! dereference there.
@@ -9,13 +10,13 @@ use core::mem::size_of;
 use rstguard_common::{
     flow::{v4_mapped, WSCALE_NONE},
     tcp::{parse_options, Segment, MAX_OPTION_BYTES, OPTION_BUF},
-    Counter, FlowKey,
+    Counter, FlowKey, Verdict,
 };
 
-/// VLAN tags followed (802.1ad outer + 802.1Q inner).
-const MAX_VLAN_TAGS: usize = 2;
+/// VLAN tags followed (802.1ad outer + 802.1Q inner, and two more).
+pub const MAX_VLAN_TAGS: usize = 4;
 /// IPv6 extension headers followed before giving up.
-pub const MAX_IPV6_EXT: usize = 6;
+pub const MAX_IPV6_EXT: usize = 8;
 
 const ETH_P_IP: u16 = 0x0800;
 const ETH_P_IPV6: u16 = 0x86dd;
@@ -50,7 +51,24 @@ pub struct Packet {
     pub opt_len: u8,
     /// Offset of the TCP options in the frame.
     pub opt_off: u32,
+    /// What the IP header says, for the TCP parser: the addresses, the
+    /// TTL or hop limit, where the TCP header starts and the length the IP
+    /// header gives it.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    pub ttl: u8,
+    pub tcp_off: u32,
+    pub l4_len: u32,
 }
+
+/// How far into a frame a TCP header may start: past it the frame passes
+/// (counted as truncated). A bound the verifier needs before it adds an
+/// offset to a packet pointer; Ethernet, VLAN tags, IPv6 and a chain of
+/// extension headers of up to 2,048 bytes each stay below it.
+const MAX_TCP_OFFSET: usize = 0x3fff;
+/// How far into a frame the IP header may start (past Ethernet and
+/// [`MAX_VLAN_TAGS`] tags).
+const MAX_IP_OFFSET: usize = 14 + 4 * MAX_VLAN_TAGS;
 
 impl Packet {
     /// The sender's address.
@@ -64,12 +82,16 @@ impl Packet {
     }
 }
 
-/// Why a frame is not a TCP segment we judge or learn from. `Count` names
-/// the counter to bump (a parse error, or a non-first fragment).
+/// Why a frame is not a TCP segment we judge or learn from.
 pub enum Skip {
     /// Not TCP over IP: not our business.
     NotTcp,
+    /// Passes, counted (a parse error, or a non-first fragment).
     Count(Counter),
+    /// Counted too, and judged at ingress without its flags: it may hide a
+    /// RST (a tiny or overlapping fragment, a header past the parser's
+    /// bounds).
+    Judge(Verdict, Counter),
 }
 
 /// Bounds-checked reads from `[start, end)`.
@@ -110,9 +132,57 @@ impl Cursor {
 
 /// Parses a frame. `frame_len` is the full length of the packet (which may
 /// exceed the readable part at TC); it stands in for an IP length field of 0
-/// (TSO and BIG TCP super-packets).
+/// (TSO and BIG TCP super-packets). `l3`: the device has no link-layer
+/// header, the frame starts at the IP header.
 #[inline(always)]
-pub fn parse(c: Cursor, frame_len: usize, out: &mut Packet) -> Result<(), Skip> {
+pub fn parse(c: Cursor, frame_len: usize, l3: bool, out: &mut Packet) -> Result<(), Skip> {
+    let count = Skip::Count;
+    out.seg.first_fragment = false;
+    let (proto, off) = if l3 {
+        // No link-layer header: the IP version says which. (Two bytes, not
+        // one: LLVM turns a one-byte bound check into one the verifier
+        // cannot follow.)
+        let b: [u8; 2] = c.read(0).ok_or(count(Counter::TruncatedIpv4))?;
+        match b[0] >> 4 {
+            4 => (ETH_P_IP, 0),
+            6 => (ETH_P_IPV6, 0),
+            _ => return Err(Skip::NotTcp),
+        }
+    } else {
+        ethernet(c)?
+    };
+    // The IP header's offset, read back from the scratch map: one walk of
+    // the IP parsers for every number of VLAN tags, not one each.
+    out.tcp_off = off as u32;
+    let out = core::hint::black_box(out);
+    let off = out.tcp_off as usize;
+    if off > MAX_IP_OFFSET {
+        return Err(count(Counter::BadVlan));
+    }
+    match proto {
+        ETH_P_IP => parse_ipv4(c, off, frame_len, out)?,
+        ETH_P_IPV6 => parse_ipv6(c, off, frame_len, out)?,
+        ETH_P_8021Q | ETH_P_8021AD => {
+            return Err(Skip::Judge(Verdict::HeaderUnreachable, Counter::BadVlan))
+        }
+        _ => return Err(Skip::NotTcp),
+    }
+    // Read what the IP parsers left back from the scratch map: the
+    // verifier then sees unknown values, and the many paths through
+    // Ethernet, VLAN tags, IPv4 and IPv6's extension headers merge here
+    // instead of each walking the TCP parser.
+    let out = core::hint::black_box(out);
+    let off = out.tcp_off as usize;
+    if off > MAX_TCP_OFFSET {
+        return Err(count(Counter::TruncatedTcp));
+    }
+    parse_tcp(c, off, out.l4_len as usize, out)
+}
+
+/// The Ethernet header and up to [`MAX_VLAN_TAGS`] tags: the EtherType
+/// past them, and where it ends.
+#[inline(always)]
+fn ethernet(c: Cursor) -> Result<(u16, usize), Skip> {
     let count = Skip::Count;
     let mut proto = c.be16_at(12).ok_or(count(Counter::TruncatedEthernet))?;
     let mut off = 14usize;
@@ -123,14 +193,10 @@ pub fn parse(c: Cursor, frame_len: usize, out: &mut Packet) -> Result<(), Skip> 
         proto = c.be16_at(off + 2).ok_or(count(Counter::BadVlan))?;
         off += 4;
     }
-    match proto {
-        ETH_P_IP => parse_ipv4(c, off, frame_len, out),
-        ETH_P_IPV6 => parse_ipv6(c, off, frame_len, out),
-        ETH_P_8021Q | ETH_P_8021AD => Err(count(Counter::BadVlan)),
-        _ => Err(Skip::NotTcp),
-    }
+    Ok((proto, off))
 }
 
+/// IPv4: leaves the addresses, TTL and where TCP starts in `out`.
 #[inline(always)]
 fn parse_ipv4(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Result<(), Skip> {
     let count = Skip::Count;
@@ -143,8 +209,17 @@ fn parse_ipv4(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
         return Err(Skip::NotTcp);
     }
     let frag = u16::from_be_bytes([hdr[6], hdr[7]]);
-    if frag & IPV4_OFFSET != 0 {
-        return Err(count(Counter::NonFirstFragment));
+    match frag & IPV4_OFFSET {
+        0 => {}
+        // 8 bytes in: reassembled over the first fragment, it rewrites the
+        // TCP flags (RFC 3128). No real stack sends one.
+        1 => {
+            return Err(Skip::Judge(
+                Verdict::FragmentOverlap,
+                Counter::NonFirstFragment,
+            ))
+        }
+        _ => return Err(count(Counter::NonFirstFragment)),
     }
     out.seg.first_fragment = frag & IPV4_MF != 0;
     let tot_len = u16::from_be_bytes([hdr[2], hdr[3]]) as usize;
@@ -157,11 +232,15 @@ fn parse_ipv4(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
     if ip_len < ihl {
         return Err(count(Counter::BadIpLength));
     }
-    let src = v4_mapped([hdr[12], hdr[13], hdr[14], hdr[15]]);
-    let dst = v4_mapped([hdr[16], hdr[17], hdr[18], hdr[19]]);
-    parse_tcp(c, tcp_off, ip_len - ihl, src, dst, hdr[8], out)
+    out.src = v4_mapped([hdr[12], hdr[13], hdr[14], hdr[15]]);
+    out.dst = v4_mapped([hdr[16], hdr[17], hdr[18], hdr[19]]);
+    out.ttl = hdr[8];
+    out.tcp_off = tcp_off as u32;
+    out.l4_len = (ip_len - ihl) as u32;
+    Ok(())
 }
 
+/// IPv6: leaves the addresses, hop limit and where TCP starts in `out`.
 #[inline(always)]
 fn parse_ipv6(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Result<(), Skip> {
     let count = Skip::Count;
@@ -173,7 +252,6 @@ fn parse_ipv6(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
     let hop_limit = hdr[7];
 
     let mut ext_len = 0usize;
-    out.seg.first_fragment = false;
     for _ in 0..MAX_IPV6_EXT {
         if !is_ipv6_ext(next) {
             break;
@@ -182,7 +260,7 @@ fn parse_ipv6(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
         // fragment header's second byte is reserved and its size fixed.
         let eh: [u8; 4] = c
             .read(off + 40 + ext_len)
-            .ok_or(count(Counter::TruncatedIpv6))?;
+            .ok_or(tiny_or(out, Counter::TruncatedIpv6))?;
         let size = match next {
             IPPROTO_FRAGMENT => {
                 let off_m = u16::from_be_bytes([eh[2], eh[3]]);
@@ -196,11 +274,14 @@ fn parse_ipv6(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
             _ => (eh[1] as usize + 1) * 8,
         };
         next = eh[0];
-        ext_len += size;
+        // Through the scratch map, so that every path through the loop
+        // starts its next round in one state the verifier walks once.
+        out.l4_len = (ext_len + size) as u32;
+        ext_len = core::hint::black_box(&*out).l4_len as usize & MAX_TCP_OFFSET;
     }
     if next != IPPROTO_TCP {
         return Err(if is_ipv6_ext(next) {
-            count(Counter::Ipv6ExtTooLong)
+            Skip::Judge(Verdict::HeaderUnreachable, Counter::Ipv6ExtTooLong)
         } else {
             Skip::NotTcp
         });
@@ -212,17 +293,26 @@ fn parse_ipv6(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
         frame_len.saturating_sub(off + 40)
     };
     if ip_len < ext_len {
-        return Err(count(Counter::BadIpLength));
+        return Err(tiny_or(out, Counter::BadIpLength));
     }
-    parse_tcp(
-        c,
-        off + 40 + ext_len,
-        ip_len - ext_len,
-        src,
-        dst,
-        hop_limit,
-        out,
-    )
+    out.src = src;
+    out.dst = dst;
+    out.ttl = hop_limit;
+    out.tcp_off = (off + 40 + ext_len) as u32;
+    out.l4_len = (ip_len - ext_len) as u32;
+    Ok(())
+}
+
+/// A first fragment whose TCP header does not fit in it is a tiny fragment
+/// (RFC 1858; RFC 7112 for IPv6's header chain); anything else that short
+/// is a bad length.
+#[inline(always)]
+fn tiny_or(out: &Packet, otherwise: Counter) -> Skip {
+    if out.seg.first_fragment {
+        Skip::Judge(Verdict::TinyFragment, Counter::TruncatedTcp)
+    } else {
+        Skip::Count(otherwise)
+    }
 }
 
 #[inline(always)]
@@ -241,23 +331,18 @@ fn is_ipv6_ext(next: u8) -> bool {
 /// Parses the TCP header at `off`; `l4_len` is the length the IP header
 /// gives for the TCP header and payload.
 #[inline(always)]
-fn parse_tcp(
-    c: Cursor,
-    off: usize,
-    l4_len: usize,
-    src: [u8; 16],
-    dst: [u8; 16],
-    ttl: u8,
-    out: &mut Packet,
-) -> Result<(), Skip> {
+fn parse_tcp(c: Cursor, off: usize, l4_len: usize, out: &mut Packet) -> Result<(), Skip> {
     let count = Skip::Count;
+    if l4_len < 20 {
+        return Err(tiny_or(out, Counter::BadIpLength));
+    }
     let th: [u8; 20] = c.read(off).ok_or(count(Counter::TruncatedTcp))?;
     let doff = (th[12] >> 4) as usize * 4;
     if doff < 20 {
         return Err(count(Counter::BadTcpDoff));
     }
     if l4_len < doff {
-        return Err(count(Counter::BadIpLength));
+        return Err(tiny_or(out, Counter::BadIpLength));
     }
     let seg = &mut out.seg;
     let first_fragment = seg.first_fragment;
@@ -269,7 +354,7 @@ fn parse_tcp(
         win: u16::from_be_bytes([th[14], th[15]]),
         flags: th[13],
         wscale: WSCALE_NONE,
-        ttl,
+        ttl: out.ttl,
         has_sack: false,
         first_fragment,
     };
@@ -285,7 +370,7 @@ fn parse_tcp(
     }
     let sport = u16::from_be_bytes([th[0], th[1]]);
     let dport = u16::from_be_bytes([th[2], th[3]]);
-    out.sender_is_lo = FlowKey::fill(&mut out.key, src, sport, dst, dport);
+    out.sender_is_lo = FlowKey::fill(&mut out.key, out.src, sport, out.dst, dport);
     Ok(())
 }
 

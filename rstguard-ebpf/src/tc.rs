@@ -8,7 +8,7 @@ use rstguard_common::{tcp::RST, track::Origin, Counter};
 
 use crate::{
     flows,
-    maps::{attached, bump, counters, scratch, slot, Scratch},
+    maps::{attached, bump, counters, iface, scratch, Iface, Scratch},
     parse::{parse, read_options, Cursor, Skip},
 };
 
@@ -24,7 +24,7 @@ const HEADROOM: u32 = 160;
 pub fn run(ctx: &TcContext) -> i32 {
     // SAFETY: the context pointer the kernel passed to this program.
     let (ifindex, came_in) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).ingress_ifindex) };
-    let slot = slot(ifindex);
+    let Iface { slot, l3 } = iface(ifindex);
     let Some(c) = counters(slot) else {
         return TC_NEXT;
     };
@@ -41,7 +41,7 @@ pub fn run(ctx: &TcContext) -> i32 {
         return TC_NEXT;
     };
     let Scratch { pkt, flow, opts } = scratch;
-    let parsed = parse(Cursor::new(start, end), len as usize, pkt);
+    let parsed = parse(Cursor::new(start, end), len as usize, l3, pkt);
     // From here on, read the parsed packet back from the scratch map: the
     // verifier treats map memory as unknown values, so the many paths
     // through the parser merge here instead of each walking the rest.
@@ -49,7 +49,8 @@ pub fn run(ctx: &TcContext) -> i32 {
     match parsed {
         Ok(()) => {}
         Err(Skip::NotTcp) => return TC_NEXT,
-        Err(Skip::Count(counter)) => {
+        // Egress judges nothing: what ingress would judge is only counted.
+        Err(Skip::Count(counter) | Skip::Judge(_, counter)) => {
             bump(c, counter);
             return TC_NEXT;
         }

@@ -9,16 +9,19 @@ use rstguard_common::{judge::Action, tcp::RST, track::Origin, Counter};
 
 use crate::{
     flows,
-    maps::{bump, counters, scratch, slot, Scratch},
+    maps::{bump, counters, iface, scratch, Iface, Scratch},
     parse::{parse, read_options, Cursor, Skip},
 };
 
 /// Everything we are not interested in, and everything we cannot parse,
-/// passes (fail open); parse failures are counted by kind.
+/// passes (fail open); parse failures are counted by kind. The exceptions
+/// are frames that could hide a RST on purpose (tiny and overlapping
+/// fragments, headers past the parser's bounds): they get a verdict, and
+/// the policy decides.
 #[inline(always)]
 pub fn run(ctx: &XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
-    let slot = slot(ifindex);
+    let Iface { slot, l3 } = iface(ifindex);
     let Some(c) = counters(slot) else {
         return XDP_PASS;
     };
@@ -28,7 +31,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
         return XDP_PASS;
     };
     let Scratch { pkt, flow, opts } = scratch;
-    let parsed = parse(Cursor::new(start, end), end - start, pkt);
+    let parsed = parse(Cursor::new(start, end), end - start, l3, pkt);
     // From here on, read the parsed packet back from the scratch map: the
     // verifier treats map memory as unknown values, so the many paths
     // through the parser merge here instead of each walking the rest.
@@ -39,6 +42,13 @@ pub fn run(ctx: &XdpContext) -> u32 {
         Err(Skip::Count(counter)) => {
             bump(c, counter);
             return XDP_PASS;
+        }
+        Err(Skip::Judge(verdict, counter)) => {
+            bump(c, counter);
+            return match flows::judge_unparsed(verdict, slot, c) {
+                Action::Pass => XDP_PASS,
+                Action::Drop => XDP_DROP,
+            };
         }
     }
     read_options(pkt, opts, |off, buf, len| {

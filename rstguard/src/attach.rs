@@ -17,7 +17,11 @@ use aya::util::KernelVersion;
 use rstguard_common::state::{TC_HOOK_CLSACT, TC_HOOK_TCX, XDP_MODE_NATIVE, XDP_MODE_SKB};
 use tracing::{info, warn};
 
-use crate::{ebpf::Loaded, error::Error, iface::Iface};
+use crate::{
+    ebpf::Loaded,
+    error::Error,
+    iface::{Iface, LinkType},
+};
 
 /// `--mode`: how XDP attaches, with xdp-loader's names. `auto` picks by the
 /// kind of device: skb for those in `iface::PREFER_SKB` (veth), else native
@@ -163,7 +167,10 @@ fn attach_one(loaded: &mut Loaded, iface: &Iface, mode: ModeArg) -> Result<Attac
             return Err(e);
         }
     }
-    if let Err(e) = loaded.maps.claim_slot(iface.index) {
+    if let Err(e) = loaded
+        .maps
+        .claim_slot(iface.index, iface.link == Some(LinkType::Ip))
+    {
         detach_one(loaded, attachment);
         return Err(e);
     }
@@ -239,6 +246,15 @@ fn attach_xdp(
             .attach_to_if_index(iface.index, XdpMode::Driver)
             .map(|l| (l, XdpModeInForce::Native))
             .map_err(|e| classify(e, "native")),
+        ModeArg::Auto if iface.link == Some(LinkType::Ip) => {
+            info!(
+                iface = %iface.name,
+                "no link-layer header (tun, tunnel, PPP): using generic (skb) XDP (--mode native to override)"
+            );
+            xdp.attach_to_if_index(iface.index, XdpMode::Skb)
+                .map(|l| (l, XdpModeInForce::Skb))
+                .map_err(|e| classify(e, "skb"))
+        }
         ModeArg::Auto
             if crate::iface::driver(&iface.name)
                 .is_some_and(|d| crate::iface::PREFER_SKB.contains(&d.as_str())) =>

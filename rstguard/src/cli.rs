@@ -96,8 +96,9 @@ pub enum PolicyCmd {
     Show(JsonArg),
     /// Change the live policy of every interface: KEY=VALUE with keys
     /// level (monitor|enforce|strict|auto), no_flow (pass|drop), time_wait
-    /// (pass|drop), pickup (on|off), inexact_budget (N per second) and
-    /// event_sample (one event per N suspicious RSTs; 0: none).
+    /// (pass|drop), unparsed (pass|drop), pickup (on|off), inexact_budget
+    /// (N per second) and event_sample (one event per N suspicious RSTs;
+    /// 0: none).
     ///
     /// Under --policy auto, setting a level pins it: the controller leaves
     /// it alone until `policy set level=auto` hands it back.
@@ -248,6 +249,13 @@ pub struct PolicyArgs {
     /// [default: pass]
     #[arg(long, value_enum, value_name = "ACTION")]
     pub time_wait: Option<ActionArg>,
+
+    /// What enforce does with frames whose TCP header rstguard cannot
+    /// reach (more VLAN tags or IPv6 extension headers than the parser
+    /// follows): they may hide a RST. Strict drops them, monitor passes
+    /// them. [default: pass]
+    #[arg(long, value_enum, value_name = "ACTION")]
+    pub unparsed: Option<ActionArg>,
 
     /// Track only flows whose SYN was seen (no mid-stream pickup). Flows
     /// that predate rstguard then count as no_flow.

@@ -39,6 +39,7 @@ pub struct ConfigFile {
     pub policy: Option<LevelArg>,
     pub no_flow: Option<ActionArg>,
     pub time_wait: Option<ActionArg>,
+    pub unparsed: Option<ActionArg>,
     pub pickup: Option<bool>,
     pub inexact_budget: Option<u32>,
     pub event_sample: Option<u32>,
@@ -204,6 +205,7 @@ pub fn resolve(
         level: start as u8,
         no_flow: Action::from(p.no_flow.or(file.no_flow).unwrap_or(ActionArg::Pass)) as u8,
         time_wait: Action::from(p.time_wait.or(file.time_wait).unwrap_or(ActionArg::Pass)) as u8,
+        unparsed: Action::from(p.unparsed.or(file.unparsed).unwrap_or(ActionArg::Pass)) as u8,
         pickup: u8::from(if p.no_pickup {
             false
         } else {
@@ -380,6 +382,7 @@ mod tests {
         let file = parse(SAMPLE, Path::new("rstguard.toml")).expect("the sample parses");
         assert!(file.interfaces.is_some() && file.mode.is_some() && file.policy.is_some());
         assert!(file.no_flow.is_some() && file.time_wait.is_some() && file.pickup.is_some());
+        assert!(file.unparsed.is_some());
         assert!(file.inexact_budget.is_some() && file.event_sample.is_some());
         assert!(file.trust.is_some() && file.flows.is_some() && file.interval.is_some());
         assert!(file.metrics.is_some() && file.log_events_per_sec.is_some());

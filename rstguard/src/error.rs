@@ -67,6 +67,13 @@ pub enum Error {
     DuplicateInterface(String),
 
     #[error(
+        "interface {iface} has link type {arphrd} (ARPHRD_*, see `ip -d link show {iface}`), whose frames \
+         rstguard cannot parse: it supports Ethernet devices and devices without a link-layer header \
+         (tun, WireGuard, IPIP/SIT/GRE tunnels, PPP)"
+    )]
+    UnsupportedLink { iface: String, arphrd: u16 },
+
+    #[error(
         "interface {iface} already has an XDP program attached; rstguard will not replace it. \
          Detach it first (`ip link set dev {iface} xdp off`, or `xdp-loader unload {iface} --all`)"
     )]

@@ -9,26 +9,86 @@ use crate::error::Error;
 pub struct Iface {
     pub name: String,
     pub index: u32,
+    /// What its frames start with; `None`: a link type rstguard cannot
+    /// parse (attaching to it is refused).
+    pub link: Option<LinkType>,
+    /// The kernel's `ARPHRD_*` device type, as `ip -d link` shows it.
+    pub arphrd: u16,
 }
+
+/// What an interface's frames start with, as the XDP and TC programs see
+/// them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkType {
+    /// An Ethernet header (Ethernet, veth, bridges, bonds, loopback).
+    Ethernet,
+    /// The IP header: no link-layer header (tun, WireGuard, IPIP/SIT and
+    /// GRE tunnels, PPP, raw-IP modems).
+    Ip,
+}
+
+impl LinkType {
+    /// From the kernel's `ARPHRD_*` device type.
+    pub fn from_arphrd(t: u16) -> Option<LinkType> {
+        match t {
+            ARPHRD_ETHER | ARPHRD_LOOPBACK => Some(LinkType::Ethernet),
+            ARPHRD_NONE | ARPHRD_RAWIP | ARPHRD_PPP | ARPHRD_TUNNEL | ARPHRD_TUNNEL6
+            | ARPHRD_SIT | ARPHRD_IPGRE | ARPHRD_IP6GRE => Some(LinkType::Ip),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for LinkType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkType::Ethernet => "ethernet",
+            LinkType::Ip => "ip (no link-layer header)",
+        })
+    }
+}
+
+const ARPHRD_ETHER: u16 = 1;
+const ARPHRD_PPP: u16 = 512;
+const ARPHRD_RAWIP: u16 = 519;
+const ARPHRD_TUNNEL: u16 = 768;
+const ARPHRD_TUNNEL6: u16 = 769;
+const ARPHRD_LOOPBACK: u16 = 772;
+const ARPHRD_SIT: u16 = 776;
+const ARPHRD_IPGRE: u16 = 778;
+const ARPHRD_IP6GRE: u16 = 823;
+const ARPHRD_NONE: u16 = 0xfffe;
 
 impl Iface {
     /// Looks an interface up by name.
     pub fn by_name(name: &str) -> Result<Iface, Error> {
         let index = index_of(name).ok_or_else(|| Error::NoSuchInterface(name.to_string()))?;
+        let arphrd = device_type(name).unwrap_or(ARPHRD_ETHER);
         Ok(Iface {
             name: name.to_string(),
             index,
+            link: LinkType::from_arphrd(arphrd),
+            arphrd,
         })
     }
 
-    /// Resolves a list of names, refusing unknown ones and repeats.
+    /// Resolves the interfaces to attach to, refusing unknown ones,
+    /// repeats, and link types the programs cannot parse.
     pub fn resolve_all(names: &[String]) -> Result<Vec<Iface>, Error> {
         let mut out: Vec<Iface> = Vec::with_capacity(names.len());
         for name in names {
             if out.iter().any(|i| &i.name == name) {
                 return Err(Error::DuplicateInterface(name.clone()));
             }
-            out.push(Iface::by_name(name)?);
+            let iface = Iface::by_name(name)?;
+            if iface.link.is_none() {
+                return Err(Error::UnsupportedLink {
+                    iface: iface.name,
+                    arphrd: iface.arphrd,
+                });
+            }
+            out.push(iface);
         }
         Ok(out)
     }
@@ -106,6 +166,32 @@ pub fn driver(name: &str) -> Option<String> {
     Some(String::from_utf8_lossy(&info.driver[..end]).into_owned())
 }
 
+/// The kernel's `ARPHRD_*` type of an interface (SIOCGIFHWADDR reports it
+/// as the hardware address family), in the caller's network namespace.
+pub fn device_type(name: &str) -> Option<u16> {
+    if name.len() >= libc::IFNAMSIZ {
+        return None;
+    }
+    // SAFETY: ifreq is plain old data.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    // SAFETY: a datagram socket for the ioctl, closed below; `req` outlives
+    // the call and has the layout the kernel expects.
+    let ok = unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_DGRAM, 0);
+        if fd < 0 {
+            return None;
+        }
+        let r = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req as *mut libc::ifreq);
+        libc::close(fd);
+        r == 0
+    };
+    // SAFETY: the kernel filled the hardware address member of the union.
+    ok.then(|| unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
+}
+
 /// Drivers whose native XDP is a poor choice: veth's hands every frame to a
 /// 256-slot ring that another CPU drains, so under a flood the live traffic
 /// is dropped with the flood (see BENCHMARKS.md); generic (skb) mode keeps
@@ -128,6 +214,25 @@ mod tests {
         // `lo` has no ethtool driver info; the call must fail cleanly.
         assert_eq!(driver("no-such-if0"), None);
         let _ = driver("lo");
+    }
+
+    #[test]
+    fn link_types_follow_the_device_type() {
+        assert_eq!(LinkType::from_arphrd(1), Some(LinkType::Ethernet));
+        assert_eq!(
+            LinkType::from_arphrd(0xfffe),
+            Some(LinkType::Ip),
+            "tun, WireGuard"
+        );
+        assert_eq!(LinkType::from_arphrd(778), Some(LinkType::Ip), "GRE");
+        assert_eq!(
+            LinkType::from_arphrd(801),
+            None,
+            "802.11 radiotap-less Wi-Fi"
+        );
+        assert_eq!(LinkType::from_arphrd(32), None, "InfiniBand");
+        let lo = Iface::by_name("lo").expect("lo");
+        assert_eq!((lo.arphrd, lo.link), (772, Some(LinkType::Ethernet)));
     }
 
     #[test]

@@ -102,15 +102,18 @@ impl Maps {
             return Ok(None);
         }
         let map: Array<&MapData, u32> = typed(&self.slots, maps::IFACE_SLOTS)?;
-        let slot = map
+        let word = map
             .get(&ifindex, 0)
             .map_err(|e| Error::map(maps::IFACE_SLOTS, e))?;
+        let slot = word & maps::SLOT_MASK;
         Ok((slot != 0).then_some(slot))
     }
 
     /// Gives `ifindex` a slot of its own (or returns the one it has): zeroed
-    /// counters, and the default policy until one is written for it.
-    pub fn claim_slot(&mut self, ifindex: u32) -> Result<u32, Error> {
+    /// counters, and the default policy until one is written for it. `l3`:
+    /// its frames start at the IP header (the programs parse no link-layer
+    /// header there).
+    pub fn claim_slot(&mut self, ifindex: u32, l3: bool) -> Result<u32, Error> {
         if ifindex >= maps::IFINDEX_LIMIT {
             return Err(Error::IfindexTooLarge(ifindex));
         }
@@ -140,8 +143,9 @@ impl Maps {
             .set(slot, ifindex, 0)
             .map_err(|e| Error::map(maps::SLOT_IFACES, e))?;
         let mut slots: Array<&mut MapData, u32> = typed_mut(&mut self.slots, maps::IFACE_SLOTS)?;
+        let word = if l3 { slot | maps::SLOT_L3 } else { slot };
         slots
-            .set(ifindex, slot, 0)
+            .set(ifindex, word, 0)
             .map_err(|e| Error::map(maps::IFACE_SLOTS, e))?;
         Ok(slot)
     }

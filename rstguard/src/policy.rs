@@ -12,6 +12,7 @@ pub struct PolicyView {
     pub pickup: bool,
     pub inexact_budget: u32,
     pub event_sample: u32,
+    pub unparsed: Action,
 }
 
 impl From<&Policy> for PolicyView {
@@ -23,6 +24,7 @@ impl From<&Policy> for PolicyView {
             pickup: p.pickup != 0,
             inexact_budget: p.inexact_per_sec(),
             event_sample: p.event_sample,
+            unparsed: Action::from_raw(p.unparsed),
         }
     }
 }
@@ -30,13 +32,14 @@ impl From<&Policy> for PolicyView {
 /// One line describing a policy, for logs and `policy show`.
 pub fn describe(p: &Policy) -> String {
     format!(
-        "level={} no_flow={} time_wait={} pickup={} inexact_budget={} event_sample={}",
+        "level={} no_flow={} time_wait={} pickup={} inexact_budget={} event_sample={} unparsed={}",
         p.level(),
         Action::from_raw(p.no_flow),
         Action::from_raw(p.time_wait),
         if p.pickup != 0 { "on" } else { "off" },
         p.inexact_per_sec(),
-        p.event_sample
+        p.event_sample,
+        Action::from_raw(p.unparsed)
     )
 }
 
@@ -59,6 +62,7 @@ pub fn apply(p: &mut Policy, setting: &str) -> Result<(), String> {
         "level" => p.level = value.parse::<Level>().map_err(|e| e.to_string())? as u8,
         "no_flow" => p.no_flow = value.parse::<Action>().map_err(|e| e.to_string())? as u8,
         "time_wait" => p.time_wait = value.parse::<Action>().map_err(|e| e.to_string())? as u8,
+        "unparsed" => p.unparsed = value.parse::<Action>().map_err(|e| e.to_string())? as u8,
         "pickup" => {
             p.pickup = match value {
                 "on" | "true" | "yes" => 1,
@@ -70,7 +74,7 @@ pub fn apply(p: &mut Policy, setting: &str) -> Result<(), String> {
         "event_sample" => p.event_sample = number(u32::MAX)?,
         _ => {
             return Err(format!(
-                "unknown key '{key}' (keys: level, no_flow, time_wait, pickup, inexact_budget, event_sample)"
+                "unknown key '{key}' (keys: level, no_flow, time_wait, pickup, inexact_budget, event_sample, unparsed)"
             ))
         }
     }
@@ -91,12 +95,13 @@ mod tests {
             "pickup=off",
             "inexact_budget=0",
             "event_sample=1",
+            "unparsed=drop",
         ] {
             apply(&mut p, s).unwrap();
         }
         assert_eq!(
             describe(&p),
-            "level=strict no_flow=drop time_wait=drop pickup=off inexact_budget=0 event_sample=1"
+            "level=strict no_flow=drop time_wait=drop pickup=off inexact_budget=0 event_sample=1 unparsed=drop"
         );
     }
 

@@ -12,7 +12,7 @@ use crate::{
     policy::{describe, PolicyView},
 };
 use rstguard_common::{
-    policy::POLICY_PINNED, track::Ignore, Action, Counter, Level, Policy, Verdict,
+    policy::POLICY_PINNED, state::LINK_IP, track::Ignore, Action, Counter, Level, Policy, Verdict,
 };
 
 #[derive(Serialize)]
@@ -50,6 +50,9 @@ struct IfaceStatus {
     egress: Option<TcHook>,
     xdp_attached: bool,
     egress_attached: bool,
+    /// What its frames start with: `ethernet`, or `ip` (no link-layer
+    /// header: tun, WireGuard, tunnels).
+    link: &'static str,
     level: Level,
     /// Under auto: the range it moves in, and whether an operator pinned it.
     auto: Option<AutoStatus>,
@@ -127,6 +130,7 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
                     egress: TcHook::from_raw(i.tc_hook),
                     xdp_attached: running && link_exists(i.xdp_link_id),
                     egress_attached: running && link_exists(i.tc_link_id),
+                    link: if i.link == LINK_IP { "ip" } else { "ethernet" },
                     level: maps
                         .policy(i.ifindex)
                         .ok()
@@ -241,8 +245,9 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             None => String::new(),
         };
         println!(
-            "  {:<12} xdp {} ({}), egress {} ({}), level {}{}",
+            "  {:<12} {}, xdp {} ({}), egress {} ({}), level {}{}",
             i.device,
+            i.link,
             i.xdp_mode.map_or("?".into(), |m| m.to_string()),
             yes(i.xdp_attached),
             i.egress.map_or("?".into(), |m| m.to_string()),

@@ -28,7 +28,7 @@ use anyhow::Context as _;
 use rstguard_common::{
     maps::{EVENT_REFILL_MS, POLICY_DEFAULT},
     policy::POLICY_PINNED,
-    state::{IfaceState, MAX_IFACES},
+    state::{IfaceState, LINK_ETHERNET, LINK_IP, MAX_IFACES},
     DaemonState, Policy,
 };
 use serde::Serialize;
@@ -42,7 +42,7 @@ use crate::{
     controller::{Controller, Direction, Sample},
     counters::{summary_line, Named},
     ebpf::{LoadOptions, Loaded},
-    iface::Iface,
+    iface::{Iface, LinkType},
     maps::{Maps, SweepTtl},
     paths::PinDir,
     policy::describe,
@@ -250,7 +250,9 @@ fn run_claimed(
     })?;
     // Each interface gets its slot (counters, policy) before anything runs.
     for i in ifaces {
-        loaded.maps.claim_slot(i.index)?;
+        loaded
+            .maps
+            .claim_slot(i.index, i.link == Some(LinkType::Ip))?;
     }
     write_policy(
         &mut loaded.maps,
@@ -354,6 +356,11 @@ fn iface_state(a: &Attachment, policy: &Policy) -> IfaceState {
         xdp_mode: a.xdp_mode.raw(),
         tc_hook: a.tc_hook.raw(),
         level: policy.level,
+        link: if a.iface.link == Some(LinkType::Ip) {
+            LINK_IP
+        } else {
+            LINK_ETHERNET
+        },
         ..IfaceState::default()
     };
     copy_str(&mut s.name, &a.iface.name);

@@ -455,7 +455,11 @@ fn forwarded_segments_are_claims_and_are_learned_once() {
     // Forwarded from an interface rstguard is attached to, XDP saw it
     // already: TC leaves it alone.
     let slot_if = 9;
-    lab.h.loaded.maps.claim_slot(slot_if).expect("a slot");
+    lab.h
+        .loaded
+        .maps
+        .claim_slot(slot_if, false)
+        .expect("a slot");
     let c0 = lab.h.counters();
     assert_eq!(lab.h.tc_forwarded(&forged, slot_if), TC_NEXT);
     let d = lab.h.counters().delta(&c0);
