@@ -136,6 +136,10 @@ fn static_binary() -> PathBuf {
 
 /// Builds the image from packaging/Containerfile and saves it as an OCI
 /// archive; returns the image's name.
+fn archive() -> PathBuf {
+    out_dir().join(format!("rstguard-{VERSION}.oci.tar"))
+}
+
 fn build_image() -> anyhow::Result<String> {
     let ctx = out_dir().join("image");
     let _ = fs::remove_dir_all(&ctx);
@@ -154,7 +158,7 @@ fn build_image() -> anyhow::Result<String> {
             .args(["--label", "org.opencontainers.image.title=rstguard"])
             .arg(&ctx),
     )?;
-    let archive = out_dir().join(format!("rstguard-{VERSION}.oci.tar"));
+    let archive = archive();
     let _ = fs::remove_file(&archive);
     cmd::run(
         Command::new("podman")
@@ -187,7 +191,7 @@ fn run_tests(deb: &std::path::Path, image: Option<&str>) -> anyhow::Result<()> {
     .env("RSTGUARD_DEB", deb);
     match image {
         Some(i) => {
-            c.env("RSTGUARD_IMAGE", i);
+            c.env("RSTGUARD_IMAGE", i).env("RSTGUARD_IMAGE_ARCHIVE", archive());
         }
         None => {
             eprintln!("package: no image (--no-image): its test is left out");

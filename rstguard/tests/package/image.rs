@@ -159,6 +159,12 @@ fn the_image_holds_one_static_binary_and_nothing_else() {
         i["Labels"]["org.opencontainers.image.version"],
         env!("CARGO_PKG_VERSION")
     );
+    // The OCI archive of it.
+    let archive = artifact("RSTGUARD_IMAGE_ARCHIVE");
+    let listing = sh(&["tar", "-tf", &archive]);
+    for f in ["oci-layout", "index.json"] {
+        assert!(listing.lines().any(|l| l == f), "{archive}: {listing}");
+    }
     // No shell in it.
     let out = Command::new("podman")
         .args(["--runtime", "runc", "run", "--rm", "--network", "none"])
