@@ -191,7 +191,8 @@ fn run_tests(deb: &std::path::Path, image: Option<&str>) -> anyhow::Result<()> {
     .env("RSTGUARD_DEB", deb);
     match image {
         Some(i) => {
-            c.env("RSTGUARD_IMAGE", i).env("RSTGUARD_IMAGE_ARCHIVE", archive());
+            c.env("RSTGUARD_IMAGE", i)
+                .env("RSTGUARD_IMAGE_ARCHIVE", archive());
         }
         None => {
             eprintln!("package: no image (--no-image): its test is left out");

@@ -7,7 +7,7 @@
 mod deb;
 mod image;
 
-use std::{path::Path, time::Duration};
+use std::path::Path;
 
 use aya::programs::{SchedClassifier, TcAttachType};
 use nix::sys::signal::Signal;
@@ -30,6 +30,10 @@ pub struct Node {
 }
 
 impl Node {
+    #[expect(
+        clippy::new_without_default,
+        reason = "creates network namespaces: nothing a default value should do"
+    )]
     pub fn new() -> Node {
         require_root();
         let ns = Netns::new("node");
@@ -122,13 +126,4 @@ fn attaches_reloads_and_detaches(node: &Node, daemon: &mut Daemon, config: &Path
     assert_eq!(code, 0, "exit 0 on SIGTERM: {}", daemon.log());
     assert!(!node.xdp_attached(), "XDP left on eth0");
     assert_eq!(node.tcx_programs(), 0, "egress classifier left on eth0");
-}
-
-/// Polls `f` for up to 10 s.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !f() {
-        assert!(std::time::Instant::now() < deadline, "{what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
