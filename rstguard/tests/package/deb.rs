@@ -239,8 +239,24 @@ fn the_installed_unit_verifies_and_its_command_lines_attach_reload_and_detach() 
         "ExecStartPre failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // `rstguard check` on ExecStart's command line, as the unit would run
+    // it: nothing stops it.
+    let exec_start = &svc["ExecStart"];
+    let (bin, attach) = exec_start.split_once(' ').unwrap();
+    let check = as_unit(&format!("{bin} check -- {attach}"));
+    let check: Vec<&str> = check.iter().map(String::as_str).collect();
+    let out = root.command(Some(&node.ns.name), &check).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "check: {text}");
+    for item in ["capabilities", "bpffs", "config", "interface eth0"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("OK   {item}: "))),
+            "{item}: {text}"
+        );
+    }
     // ExecStart, the daemon.
-    let start = as_unit(&svc["ExecStart"]);
+    let start = as_unit(exec_start);
     let start: Vec<&str> = start.iter().map(String::as_str).collect();
     let cmd = root.command(Some(&node.ns.name), &start);
     let mut daemon = Daemon::spawn(cmd, &["attach"]);

@@ -57,42 +57,40 @@ fn the_image_runs_as_the_daemonset_runs_it() {
     let conf = TempDir::new(&format!("{name}-config"));
     let conf_dir = &conf.0;
 
-    let mut cmd = Command::new("podman");
-    // runc: crun refuses hosts whose cgroups are in hybrid (v1 + v2) mode,
-    // as this one's are. Limits below the host's: this host withholds
-    // CAP_SYS_RESOURCE, and the runtime's setrlimit of podman's defaults
-    // fails.
-    cmd.args(["--runtime", "runc", "run", "--rm", "--pull", "never"])
-        .args(["--name", &name])
-        .args([
-            "--ulimit",
-            "nofile=1024:1024",
-            "--ulimit",
-            "nproc=4096:4096",
-        ]);
+    // `podman run` options, from the manifest.
+    let mut opts: Vec<String> = Vec::new();
+    let mut arg = |a: &[&str]| opts.extend(a.iter().map(|s| s.to_string()));
+    // Limits below the host's: this host withholds CAP_SYS_RESOURCE, and
+    // the runtime's setrlimit of podman's defaults fails.
+    arg(&[
+        "--ulimit",
+        "nofile=1024:1024",
+        "--ulimit",
+        "nproc=4096:4096",
+    ]);
     // hostNetwork: the node's network is the test namespace's.
-    cmd.arg(format!("--network=ns:/var/run/netns/{}", node.ns.name));
+    arg(&[&format!("--network=ns:/var/run/netns/{}", node.ns.name)]);
     for cap in strs(&sc["capabilities"]["drop"]) {
-        cmd.args(["--cap-drop", &cap]);
+        arg(&["--cap-drop", &cap]);
     }
     let added = strs(&sc["capabilities"]["add"]);
     assert_eq!(added, ["BPF", "PERFMON", "NET_ADMIN"], "the unit's three");
     for cap in &added {
-        cmd.args(["--cap-add", cap]);
+        arg(&["--cap-add", cap]);
     }
     assert_eq!(sc["privileged"], false);
     if sc["readOnlyRootFilesystem"] == true {
-        cmd.arg("--read-only");
+        arg(&["--read-only"]);
     }
     if sc["allowPrivilegeEscalation"] == false {
-        cmd.args(["--security-opt", "no-new-privileges"]);
+        arg(&["--security-opt", "no-new-privileges"]);
     }
     if let Some(uid) = sc["runAsUser"].as_u64() {
-        cmd.args(["--user", &uid.to_string()]);
+        arg(&["--user", &uid.to_string()]);
     }
     match sc["seccompProfile"]["type"].as_str() {
         Some("Unconfined") => {
-            cmd.args(["--security-opt", "seccomp=unconfined"]);
+            arg(&["--security-opt", "seccomp=unconfined"]);
         }
         Some("RuntimeDefault") | None => {}
         other => panic!("seccompProfile {other:?}: not mapped to podman"),
@@ -122,7 +120,7 @@ fn the_image_runs_as_the_daemonset_runs_it() {
             conf_dir.display().to_string()
         };
         let ro = if m["readOnly"] == true { ":ro" } else { "" };
-        cmd.args(["--volume", &format!("{source}:{target}{ro}")]);
+        arg(&["--volume", &format!("{source}:{target}{ro}")]);
     }
     let config_file = config_file.expect("a ConfigMap volume");
     // The ConfigMap's file is valid, as the binary that reads it says.
@@ -131,7 +129,39 @@ fn the_image_runs_as_the_daemonset_runs_it() {
         "check-config",
         config_file.to_str().unwrap(),
     ]);
-    cmd.arg(&image).args(strs(&c["args"]));
+    let args = strs(&c["args"]);
+    // runc: crun refuses hosts whose cgroups are in hybrid (v1 + v2) mode,
+    // as this one's are.
+    let podman = |extra: &[&str], run: &[String]| {
+        let mut cmd = Command::new("podman");
+        cmd.args(["--runtime", "runc", "run", "--rm", "--pull", "never"])
+            .args(extra)
+            .args(&opts)
+            .arg(&image)
+            .args(run);
+        cmd
+    };
+
+    // `rstguard check` on the same command line, in the same container:
+    // nothing stops it there.
+    let mut check = vec!["check".to_string(), "--".into()];
+    check.extend(args.iter().cloned());
+    let out = podman(&[], &check).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "check in the container: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for item in ["capabilities", "bpffs", "interface eth0"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(&format!("OK   {item}: "))),
+            "{item}: {text}"
+        );
+    }
+
+    let cmd = podman(&["--name", &name], &args);
 
     let mut daemon = Daemon::spawn(cmd, &["attach"]);
     attaches_reloads_and_detaches(&node, &mut daemon, &config_file);
