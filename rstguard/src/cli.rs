@@ -53,6 +53,18 @@ pub enum Commands {
     /// Stop the daemon (detaching everything) and remove its pinned state;
     /// after a crash, remove what it left. Nothing else is touched.
     Detach(DetachArgs),
+    /// Preflight: can rstguard run here? The kernel and what its version
+    /// enables, BTF, capabilities, the BPF filesystem, a daemon already
+    /// running, lockdown, and per interface the driver, native XDP support
+    /// and any XDP program already attached. One line per item: OK, WARN or
+    /// FAIL, with what to do. Exits 1 on any FAIL.
+    ///
+    /// Interfaces and modes resolve as `attach` resolves them: the ones
+    /// named, else the config file's, else every interface but loopback.
+    ///
+    /// Example: rstguard check eth0 --mode native
+    /// Example: rstguard check -- attach --config /etc/rstguard/rstguard.toml
+    Check(CheckArgs),
     /// Check a config file without running anything.
     CheckConfig {
         /// The file to check.
@@ -124,6 +136,28 @@ pub enum TrustCmd {
     },
     /// List trusted prefixes.
     List(JsonArg),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Interfaces to check [default: the config file's, else every
+    /// interface but loopback].
+    #[arg(value_name = "IFACE")]
+    pub ifaces: Vec<String>,
+    /// Config file whose interfaces and modes to check [default:
+    /// /etc/rstguard/rstguard.toml when it exists].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The XDP mode to check for (as `attach --mode`). [default: auto]
+    #[arg(long, value_enum)]
+    pub mode: Option<ModeArg>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Instead: an `rstguard attach` command line, after `--`, whose
+    /// interfaces, modes, config file and pin directory to check.
+    #[arg(last = true, value_name = "ATTACH ARGS", conflicts_with_all = ["ifaces", "config", "mode"])]
+    pub attach: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -102,7 +102,8 @@ impl Iface {
 /// The driver behind an interface (`veth`, `virtio_net`, `ixgbe`, ...), as
 /// `ethtool -i` reports it.
 pub fn driver(name: &str) -> Option<String> {
-    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    // The request type differs: c_ulong in glibc, c_int in musl.
+    const SIOCETHTOOL: libc::Ioctl = 0x8946;
     const ETHTOOL_GDRVINFO: u32 = 0x0000_0003;
     #[repr(C)]
     struct DrvInfo {

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         Commands::Policy(c) => commands::policy::run(&pins, &c),
         Commands::Trust(c) => commands::trust::run(&pins, &c),
         Commands::Detach(a) => commands::detach::run(&pins, &a),
+        Commands::Check(a) => commands::check::run(&pins, &a),
         Commands::CheckConfig { file } => commands::check_config::run(&file),
     };
     match result {

@@ -153,7 +153,9 @@ impl PinDir {
     }
 }
 
-fn on_bpffs(path: &Path) -> bool {
+/// Whether `path` (or, when it does not exist yet, its nearest existing
+/// ancestor) is on a BPF filesystem.
+pub fn on_bpffs(path: &Path) -> bool {
     // The nearest existing ancestor decides where the path would live.
     let mut p = path;
     loop {

@@ -1,7 +1,7 @@
 //! Checking for the capabilities an operation needs, so that a missing one
 //! is reported as such rather than as an EPERM from deep inside a syscall.
 
-use std::fs;
+use caps::CapSet;
 
 use crate::error::Error;
 
@@ -15,7 +15,7 @@ pub enum Cap {
 }
 
 impl Cap {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Cap::NetAdmin => "CAP_NET_ADMIN",
             Cap::SysAdmin => "CAP_SYS_ADMIN",
@@ -28,14 +28,20 @@ impl Cap {
 /// The capabilities loading and attaching the programs needs.
 pub const ATTACH: &[Cap] = &[Cap::Bpf, Cap::NetAdmin, Cap::Perfmon];
 
-/// The effective capability set of this process.
-fn effective() -> u64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+/// The effective capability set of this thread, as a mask (bit N for
+/// capability N); empty when it cannot be read.
+pub fn effective() -> u64 {
+    caps::read(None, CapSet::Effective)
+        .map(|set| set.iter().fold(0, |mask, c| mask | c.bitmask()))
         .unwrap_or(0)
+}
+
+/// Which of `caps` the effective set `eff` lacks. CAP_SYS_ADMIN stands in
+/// for CAP_BPF and CAP_PERFMON, as in the kernel.
+pub fn missing(caps: &[Cap], eff: u64) -> Vec<Cap> {
+    let has = |c: Cap| eff & (1u64 << c as u32) != 0;
+    let held = |c: Cap| has(c) || (matches!(c, Cap::Bpf | Cap::Perfmon) && has(Cap::SysAdmin));
+    caps.iter().copied().filter(|&c| !held(c)).collect()
 }
 
 /// Fails with one line naming what is missing and how to get it.
@@ -45,9 +51,7 @@ pub fn require(what: &'static str, caps: &[Cap]) -> Result<(), Error> {
 }
 
 fn check(what: &'static str, caps: &[Cap], eff: u64) -> Result<(), Error> {
-    let has = |c: Cap| eff & (1u64 << c as u32) != 0;
-    let held = |c: Cap| has(c) || (matches!(c, Cap::Bpf | Cap::Perfmon) && has(Cap::SysAdmin));
-    let missing: Vec<Cap> = caps.iter().copied().filter(|&c| !held(c)).collect();
+    let missing = missing(caps, eff);
     if missing.is_empty() {
         return Ok(());
     }

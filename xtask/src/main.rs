@@ -4,6 +4,7 @@
 
 mod cmd;
 mod lint;
+mod package;
 mod run;
 mod setup;
 mod test;
@@ -34,8 +35,14 @@ enum Command {
     /// Set up, then run every test layer: host, packet (root) and network
     /// (root).
     Test(test::Args),
-    /// rustfmt check, clippy on user space, clippy on the eBPF crate.
+    /// rustfmt check, clippy on user space, clippy on the eBPF crate, the
+    /// systemd unit (systemd-analyze verify), the Kubernetes manifests
+    /// (kubernetes-validate).
     Lint,
+    /// Build the packages: the static (musl) binary, the .deb (cargo-deb)
+    /// and the OCI image (podman), into target/package/. `--test` then
+    /// installs and runs them in namespaces (root).
+    Package(package::Args),
     /// Show a blind RST attack killing a legacy TCP stack's connection, then
     /// failing with rstguard on the router (in network namespaces; root).
     Demo,
@@ -53,6 +60,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(args),
         Command::Test(args) => test::run(&args),
         Command::Lint => lint::run(),
+        Command::Package(args) => package::run(&args),
         Command::Demo => run::demo(),
         Command::Bench(args) => run::bench(args),
     };

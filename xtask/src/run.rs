@@ -35,7 +35,59 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         args.args
     };
-    exec_as_root(&root().join("target/release/rstguard"), &argv)
+    let bin = root().join("target/release/rstguard");
+    if argv.iter().any(|a| a == "attach") {
+        preflight(&bin, &argv);
+    }
+    exec_as_root(&bin, &argv)
+}
+
+/// Runs `rstguard check -- ARGS` (as root, as the daemon will run) and
+/// prints its FAIL lines, so that what would stop the daemon is said
+/// before it tries to attach. The daemon runs either way: its own error
+/// is the last word.
+fn preflight(bin: &std::path::Path, argv: &[String]) {
+    let mut cmd = if is_root() {
+        Command::new(bin)
+    } else {
+        let mut c = Command::new("sudo");
+        c.arg("-E").arg(bin);
+        c
+    };
+    cmd.args(["check", "--"]).args(argv);
+    let Some(out) = cmd::output(&mut cmd) else {
+        eprintln!("run: preflight: could not run `{}`", cmd::show(&cmd));
+        return;
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let count = |s: &str| stdout.lines().filter(|l| l.starts_with(s)).count();
+    let (fails, warns) = (count("FAIL"), count("WARN"));
+    match out.status.code() {
+        Some(0 | 1) if fails > 0 => {
+            eprintln!(
+                "run: preflight (`rstguard check -- {}`): {fails} FAIL",
+                argv.join(" ")
+            );
+            for line in stdout.lines().filter(|l| l.starts_with("FAIL")) {
+                eprintln!("{line}");
+            }
+        }
+        Some(0) => eprintln!(
+            "run: preflight: no FAIL{}",
+            if warns > 0 {
+                format!(
+                    " ({warns} WARN: `rstguard check -- {}` shows them)",
+                    argv.join(" ")
+                )
+            } else {
+                String::new()
+            }
+        ),
+        _ => eprintln!(
+            "run: preflight: `rstguard check` could not check this command line: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+    }
 }
 
 /// Replaces this process with `bin ARGS`, as root (through `sudo -E` when

@@ -167,7 +167,7 @@ fn linker_llvm_major() -> Option<u32> {
 
 /// apt-get install, running `apt-get update` once first. Without root or
 /// apt-get, records the manual step instead.
-fn apt_install(
+pub(crate) fn apt_install(
     pkgs: &[String],
     updated: &mut bool,
     manual: &mut Vec<String>,

@@ -51,7 +51,7 @@ enum Outcome {
 const NETWORK_LOCK: &str = "/run/rstguard-network-tests.lock";
 
 /// Waits for this machine's network test lock (released when dropped).
-fn network_lock() -> anyhow::Result<std::fs::File> {
+pub(crate) fn network_lock() -> anyhow::Result<std::fs::File> {
     let f =
         std::fs::File::create(NETWORK_LOCK).with_context(|| format!("creating {NETWORK_LOCK}"))?;
     if f.try_lock().is_err() {

@@ -1,6 +1,7 @@
 //! One module per subcommand.
 
 pub mod attach;
+pub mod check;
 pub mod check_config;
 pub mod detach;
 pub mod flows;

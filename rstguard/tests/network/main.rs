@@ -4,6 +4,7 @@
 
 mod auto;
 mod blind;
+mod check;
 mod daemon;
 mod legacy;
 mod legit;
