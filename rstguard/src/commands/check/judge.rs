@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use crate::{
     attach::ModeArg,
+    iface::LinkType,
     privileges::{self, Cap},
 };
 
@@ -341,6 +342,8 @@ pub struct Iface {
     /// The ethtool driver, else the netlink link kind (`veth`, `dummy`).
     pub driver: Option<String>,
     pub xdp: Option<AttachedXdp>,
+    /// The kernel's `ARPHRD_*` device type (None: unknown).
+    pub arphrd: Option<u16>,
 }
 
 /// One interface: its driver, native XDP in the mode asked for, and any
@@ -361,9 +364,24 @@ pub fn iface(f: &Iface, prog_xdp: &str, daemon_here: bool) -> Item {
             "list them with `ip link`".into(),
         );
     }
+    let link = f.arphrd.map(|t| (t, LinkType::from_arphrd(t)));
+    if let Some((t, None)) = link {
+        return bad(
+            format!("link type {t} (ARPHRD_*): rstguard cannot parse its frames"),
+            format!(
+                "leave {} out: rstguard supports Ethernet devices and devices without a \
+                 link-layer header (tun, WireGuard, IP tunnels, PPP)",
+                f.name
+            ),
+        );
+    }
+    let l3 = matches!(link, Some((_, Some(LinkType::Ip))));
     let driver = f.driver.as_deref().unwrap_or("unknown");
     let native = f.driver.as_deref().map_or(Native::Unknown, native_xdp);
-    let mut detail = format!("driver {driver}");
+    let mut detail = match link {
+        Some((_, Some(l))) => format!("link {l}, driver {driver}"),
+        _ => format!("driver {driver}"),
+    };
     detail.push_str(match native {
         Native::Yes => ", native XDP supported",
         Native::No => ", no native XDP",
@@ -404,6 +422,10 @@ pub fn iface(f: &Iface, prog_xdp: &str, daemon_here: bool) -> Item {
         }
         (ModeArg::Auto, _) if veth_skb => {
             detail.push_str("; --mode auto uses skb here (see BENCHMARKS.md)");
+            Item::ok(item, detail)
+        }
+        (ModeArg::Auto, _) if l3 => {
+            detail.push_str("; --mode auto uses skb here (no link-layer header)");
             Item::ok(item, detail)
         }
         (ModeArg::Native | ModeArg::Auto, Native::Yes) => Item::ok(item, detail),
@@ -544,7 +566,28 @@ mod tests {
             mode,
             driver: Some("veth".into()),
             xdp: None,
+            arphrd: Some(1),
         }
+    }
+
+    #[test]
+    fn link_types_rstguard_cannot_parse_fail() {
+        let wifi_monitor = Iface {
+            arphrd: Some(803),
+            ..veth(ModeArg::Auto)
+        };
+        let i = iface(&wifi_monitor, "rstguard_xdp", false);
+        assert_eq!(i.status, Status::Fail, "{i:?}");
+        assert!(i.detail.contains("link type 803"), "{i:?}");
+        let tun = Iface {
+            arphrd: Some(0xfffe),
+            driver: Some("tun".into()),
+            ..veth(ModeArg::Auto)
+        };
+        let i = iface(&tun, "rstguard_xdp", false);
+        assert_eq!(i.status, Status::Ok, "{i:?}");
+        assert!(i.detail.contains("link ip (no link-layer header)"), "{i:?}");
+        assert!(i.detail.contains("uses skb"), "{i:?}");
     }
 
     #[test]

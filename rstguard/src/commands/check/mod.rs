@@ -155,6 +155,7 @@ fn check(pins: &PinDir, attach: AttachArgs) -> Vec<Item> {
             exists: link.is_some(),
             driver: crate::iface::driver(&name).or_else(|| link.and_then(|l| l.kind.clone())),
             xdp: link.and_then(|l| l.xdp.clone()),
+            arphrd: crate::iface::device_type(&name),
             name,
         };
         items.push(judge::iface(&f, PROG_XDP, holder.is_some()));
