@@ -7,7 +7,6 @@ use aya_ebpf::{
 };
 use rstguard_common::{
     maps::{TrustKey, DEFAULT_FLOWS, EVENTS_BYTES, IFINDEX_LIMIT, SLOTS, SLOT_L3, SLOT_MASK},
-    tcp::OPTION_BUF,
     Counter, Counters, DaemonState, Flow, FlowKey, Policy,
 };
 
@@ -74,8 +73,6 @@ pub static TRUSTED: LpmTrie<TrustKey, u8> = LpmTrie::with_max_entries(1024, BPF_
 pub struct Scratch {
     pub pkt: Packet,
     pub flow: Flow,
-    /// A copy of the segment's TCP options.
-    pub opts: [u8; OPTION_BUF],
 }
 
 #[map]

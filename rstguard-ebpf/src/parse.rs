@@ -9,7 +9,7 @@ use core::mem::size_of;
 
 use rstguard_common::{
     flow::{v4_mapped, WSCALE_NONE},
-    tcp::{parse_options, Segment, MAX_OPTION_BYTES, OPTION_BUF},
+    tcp::{parse_options, OptionBytes, Segment},
     Counter, FlowKey, Verdict,
 };
 
@@ -374,21 +374,53 @@ fn parse_tcp(c: Cursor, off: usize, l4_len: usize, out: &mut Packet) -> Result<(
     Ok(())
 }
 
-/// Copies the segment's options (when the parser noted any worth reading)
-/// with `copy(offset, buffer, length)`, the hook's load-bytes helper, and
-/// reads them into `pkt.seg`.
+/// The furthest into a frame the TCP options may start: past it they are
+/// not read (counted as bad options). A bound the verifier needs before it
+/// adds an offset to a packet pointer; 14 + 2 * 4 + 40 + 6 extension
+/// headers of up to 2,048 bytes + 20 stays below it.
+const MAX_OPTIONS_OFFSET: usize = 0x3fff;
+
+/// The TCP options, read in place: every read is a bounds-checked read
+/// from the packet (direct packet access), through a cursor that starts at
+/// the first option byte.
+///
+/// That cursor's start is hidden from the optimiser. Knowing that packet
+/// addresses fit in 32 bits (`xdp_md` holds them as `u32`), LLVM turns the
+/// one-byte check `p + 1 > end` into `p >= end`, which verifiers before
+/// 5.11 take as proof of nothing, so the read after it is refused.
+struct PacketOptions(Cursor);
+
+impl OptionBytes for PacketOptions {
+    #[inline(always)]
+    fn byte(&self, off: usize) -> Option<u8> {
+        self.0.read::<u8>(off)
+    }
+
+    #[inline(always)]
+    fn be32(&self, off: usize) -> Option<u32> {
+        self.0.be32_at(off)
+    }
+}
+
+/// Reads the segment's options (when the parser noted any worth reading)
+/// into `pkt.seg`, from the packet itself, in the bounded loop of
+/// [`parse_options`]. No helper: `bpf_xdp_load_bytes` (5.18) and a copy
+/// into map memory were what kept the programs off older kernels. Options
+/// that run past the readable part of the frame are bad options.
 #[inline(always)]
-pub fn read_options(
-    pkt: &mut Packet,
-    buf: &mut [u8; OPTION_BUF],
-    copy: impl FnOnce(u32, &mut [u8; OPTION_BUF], u32) -> bool,
-) {
+pub fn read_options(c: Cursor, pkt: &mut Packet) {
     let len = pkt.opt_len as usize;
     if len == 0 {
         return;
     }
-    // The parser never notes more than 40 bytes; the check is for the
-    // verifier, which needs the copy's length bounded by the buffer.
-    let copied = len <= MAX_OPTION_BYTES && copy(pkt.opt_off, buf, len as u32);
-    pkt.bad_options = !copied || !parse_options(buf, len, &mut pkt.seg);
+    let base = pkt.opt_off as usize;
+    // The parser never notes an offset past the bound; the check is for
+    // the verifier (the scratch map hands the offset back as an unknown
+    // value, and a packet pointer only takes a bounded one).
+    if base > MAX_OPTIONS_OFFSET {
+        pkt.bad_options = true;
+        return;
+    }
+    let opts = PacketOptions(Cursor::new(core::hint::black_box(c.start + base), c.end));
+    pkt.bad_options = !parse_options(&opts, len, &mut pkt.seg);
 }

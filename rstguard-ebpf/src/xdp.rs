@@ -2,7 +2,6 @@
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
-    helpers::generated::bpf_xdp_load_bytes,
     programs::XdpContext,
 };
 use rstguard_common::{judge::Action, tcp::RST, track::Origin, Counter};
@@ -30,7 +29,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
     let Some(scratch) = scratch() else {
         return XDP_PASS;
     };
-    let Scratch { pkt, flow, opts } = scratch;
+    let Scratch { pkt, flow } = scratch;
     let parsed = parse(Cursor::new(start, end), end - start, l3, pkt);
     // From here on, read the parsed packet back from the scratch map: the
     // verifier treats map memory as unknown values, so the many paths
@@ -51,11 +50,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
             };
         }
     }
-    read_options(pkt, opts, |off, buf, len| {
-        // SAFETY: buf holds OPTION_BUF >= len bytes; the helper checks the
-        // offset against the frame.
-        unsafe { bpf_xdp_load_bytes(ctx.ctx, off, buf.as_mut_ptr().cast(), len) == 0 }
-    });
+    read_options(Cursor::new(start, end), pkt);
     bump(c, Counter::XdpTcp);
     if pkt.bad_options {
         bump(c, Counter::BadTcpOptions);

@@ -7,7 +7,7 @@ use aya::{
 };
 use rstguard_common::maps;
 
-use crate::{error::Error, maps::Maps};
+use crate::{error::Error, kernel, maps::Maps};
 
 /// The object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard"));
@@ -18,19 +18,9 @@ static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rs
 pub static BENCH_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard-bench"));
 
-/// The oldest kernel with every helper the programs call
-/// (`bpf_xdp_load_bytes` came in 5.18).
-pub const MIN_KERNEL: (u8, u8) = (5, 18);
-
-/// Refuses kernels older than [`MIN_KERNEL`], naming both versions.
-pub fn check_kernel(current: aya::util::KernelVersion) -> Result<(), Error> {
-    let (major, minor) = MIN_KERNEL;
-    if current < aya::util::KernelVersion::new(major, minor, 0) {
-        return Err(Error::OldKernel {
-            found: format!("{current:?}"),
-        });
-    }
-    Ok(())
+/// The object this binary embeds (empty when built with `AYA_BUILD_SKIP`).
+pub fn object() -> &'static [u8] {
+    OBJECT
 }
 
 /// Options fixed at load time.
@@ -79,20 +69,22 @@ impl Loaded {
             return Err(Error::BadFlows);
         }
         if let Ok(v) = aya::util::KernelVersion::current() {
-            check_kernel(v)?;
+            kernel::check(v)?;
         }
+        // Calls to helpers this kernel lacks become calls to older ones.
+        let object = kernel::rewrite_helpers(object, &kernel::needed_rewrites())?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::FLOWS, opts.flows)
-            .load(object)
+            .load(object.bytes())
             .map_err(|e| Error::Load(Box::new(e)))?;
         for name in extra_xdp {
             let p: &mut Xdp = program(&mut ebpf, name)?;
-            p.load().map_err(|e| Error::program(name, e))?;
+            p.load().map_err(|e| Error::loading(name, e))?;
         }
         let xdp: &mut Xdp = program(&mut ebpf, maps::PROG_XDP)?;
-        xdp.load().map_err(|e| Error::program(maps::PROG_XDP, e))?;
+        xdp.load().map_err(|e| Error::loading(maps::PROG_XDP, e))?;
         let tc: &mut SchedClassifier = program(&mut ebpf, maps::PROG_TC)?;
-        tc.load().map_err(|e| Error::program(maps::PROG_TC, e))?;
+        tc.load().map_err(|e| Error::loading(maps::PROG_TC, e))?;
         let events = ebpf
             .take_map(maps::EVENTS)
             .ok_or(Error::MissingMap(maps::EVENTS))?;
@@ -131,24 +123,4 @@ where
 {
     let prog = ebpf.program_mut(name).ok_or(Error::MissingProgram(name))?;
     prog.try_into().map_err(|e| Error::program(name, e))
-}
-
-#[cfg(test)]
-mod tests {
-    use aya::util::KernelVersion;
-
-    use super::*;
-
-    #[test]
-    fn old_kernels_are_refused_by_name() {
-        assert!(check_kernel(KernelVersion::new(6, 18, 0)).is_ok());
-        assert!(check_kernel(KernelVersion::new(5, 18, 0)).is_ok());
-        let err = check_kernel(KernelVersion::new(5, 15, 120))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("5.18") && err.contains("5") && err.contains("15"),
-            "{err}"
-        );
-    }
 }

@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod ebpf;
 pub mod error;
 pub mod iface;
+pub mod kernel;
 pub mod maps;
 pub mod paths;
 pub mod policy;
