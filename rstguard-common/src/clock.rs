@@ -25,3 +25,23 @@ impl<F: Fn() -> u64> Clock for Lazy<F> {
         (self.0)()
     }
 }
+
+/// The flows' own time unit: 2^10 ns (about a microsecond), in 32 bits
+/// (wrapping every 73 minutes; every use compares differences). A flow's
+/// timer holds one: 4 bytes of its 48.
+pub type Units = u32;
+
+/// Shift from nanoseconds to [`Units`].
+pub const UNIT_SHIFT: u32 = 10;
+
+/// Nanoseconds in [`Units`].
+#[inline(always)]
+pub const fn units(ns: u64) -> Units {
+    (ns >> UNIT_SHIFT) as Units
+}
+
+/// [`Units`] in nanoseconds (a duration).
+#[inline(always)]
+pub const fn units_to_ns(u: Units) -> u64 {
+    (u as u64) << UNIT_SHIFT
+}

@@ -30,8 +30,13 @@ pub enum Counter {
     TcForwardedRst,
     /// Flows created (on a SYN, or on mid-stream pickup).
     FlowsCreated,
-    /// Flow creations that the map refused.
+    /// Flow creations (or moves into the assured table) that the map
+    /// refused.
     FlowCreateFailed,
+    /// Flows that proved themselves and moved into the assured table.
+    FlowsAssured,
+    /// Assured flows removed because a new incarnation started.
+    AssuredRestarted,
     /// Non-RST segments on a flow already closed by a RST.
     ClosedFlowPackets,
     /// Non-first IP fragments: they carry no TCP header and pass.
@@ -151,6 +156,8 @@ impl Counter {
         Counter::TcForwardedRst,
         Counter::FlowsCreated,
         Counter::FlowCreateFailed,
+        Counter::FlowsAssured,
+        Counter::AssuredRestarted,
         Counter::ClosedFlowPackets,
         Counter::NonFirstFragment,
         Counter::TruncatedEthernet,
@@ -195,6 +202,8 @@ impl Counter {
             Counter::TcForwardedRst => Hook("tc", "forwarded_rst"),
             Counter::FlowsCreated => Flow("created"),
             Counter::FlowCreateFailed => Flow("create_failed"),
+            Counter::FlowsAssured => Flow("assured"),
+            Counter::AssuredRestarted => Flow("assured_restarted"),
             Counter::ClosedFlowPackets => Flow("closed_flow_packets"),
             Counter::NonFirstFragment => Fragment,
             Counter::TruncatedEthernet => ParseError("truncated_ethernet"),
@@ -228,6 +237,8 @@ impl Counter {
             Counter::TcForwardedRst => "tc_forwarded_rst",
             Counter::FlowsCreated => "flows_created",
             Counter::FlowCreateFailed => "flow_create_failed",
+            Counter::FlowsAssured => "flows_assured",
+            Counter::AssuredRestarted => "assured_restarted",
             Counter::ClosedFlowPackets => "closed_flow_packets",
             Counter::NonFirstFragment => "non_first_fragments",
             Counter::EventsLost => "events_lost",

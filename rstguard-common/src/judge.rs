@@ -3,12 +3,12 @@
 //! tests run this same code.
 
 use crate::{
-    clock::Clock,
+    clock::{units, Clock, Units, UNIT_SHIFT},
     flow::{Flow, FlowState, HALF_ACK, HALF_FIN, HALF_SACK},
     policy::{Level, Policy},
     seq::in_range,
     tcp::{Segment, ACK},
-    track::acks_syn,
+    track::{acks_syn, set_state, timed},
 };
 
 /// What rstguard concluded about a RST.
@@ -179,7 +179,7 @@ pub fn classify(flow: &Flow, sender_is_lo: bool, rst: &Segment) -> Verdict {
     // 6./7. R's receive window starts at what R last acknowledged; when R
     //       never acknowledged anything, at what S sent.
     let base = if r.has(HALF_ACK) { r.ack } else { s.snd_nxt };
-    if in_range(seq, base, r.win) {
+    if in_range(seq, base, flow.window(!sender_is_lo)) {
         Verdict::InWindow
     } else {
         Verdict::OutOfWindow
@@ -221,23 +221,39 @@ pub fn action_for(verdict: Verdict, policy: &Policy) -> Action {
 }
 
 /// GCRA token bucket: takes one token if the budget allows. `tat` is the
-/// theoretical arrival time (per flow), `interval_ns` the time one token
-/// takes to come back, `burst` the bucket's size. User space keeps
-/// `interval_ns * burst` far below 2^64 (see [`Policy::set_inexact_per_sec`]),
-/// so plain wrapping arithmetic is exact here (and needs no 128-bit
-/// multiply, which BPF lacks).
+/// theoretical arrival time (per flow), `interval` the time one token
+/// takes to come back, `burst` the bucket's size, all in the flows'
+/// wrapping 32-bit [`Units`]. A `tat` is never legitimately further ahead
+/// of `now` than a burst; one that looks further ahead is from before the
+/// clock wrapped, and counts as long past.
 #[inline(always)]
-pub fn take_token(tat: &mut u64, now: u64, interval_ns: u64, burst: u32) -> bool {
+pub fn take_token(tat: &mut Units, now: Units, interval: Units, burst: u32) -> bool {
     if burst == 0 {
         return false;
     }
-    let tolerance = interval_ns.wrapping_mul(burst as u64 - 1);
-    let t = if *tat > now { *tat } else { now };
-    if t - now > tolerance {
+    let tolerance = interval.saturating_mul(burst - 1);
+    let ahead = tat.wrapping_sub(now);
+    let t = if ahead != 0 && ahead <= tolerance.saturating_add(interval) {
+        *tat
+    } else {
+        now
+    };
+    if t.wrapping_sub(now) > tolerance {
         return false;
     }
-    *tat = t.wrapping_add(interval_ns);
+    *tat = t.wrapping_add(interval);
     true
+}
+
+/// A policy's budget interval (ns) in [`Units`], at least one.
+#[inline(always)]
+const fn interval_units(ns: u64) -> Units {
+    let u = ns >> UNIT_SHIFT;
+    if u == 0 {
+        1
+    } else {
+        u as Units
+    }
 }
 
 /// The whole judgement of a RST from `S` (the `sender_is_lo` side of
@@ -266,12 +282,15 @@ pub fn judge(
     };
     let mut verdict = classify(flow, sender_is_lo, rst);
     // The budget caps inexact RSTs at every level that lets them through.
+    // (A flow in a timed state keeps its timer for the sweep: its RSTs are
+    // judged without a budget.)
     if verdict == Verdict::InWindow
         && policy.level() != Level::Strict
+        && !timed(flow.state())
         && !take_token(
-            &mut flow.rst_tat_ns,
-            now.now(),
-            policy.inexact_interval_ns,
+            &mut flow.timer,
+            units(now.now()),
+            interval_units(policy.inexact_interval_ns),
             policy.inexact_burst,
         )
     {
@@ -282,8 +301,7 @@ pub fn judge(
         && matches!(verdict, Verdict::Exact | Verdict::TimeWait)
         && flow.state() != FlowState::Closed
     {
-        flow.state = FlowState::Closed as u8;
-        flow.state_since_ns = now.now();
+        set_state(flow, FlowState::Closed, now);
     }
     (verdict, action)
 }

@@ -21,6 +21,7 @@ pub mod judge;
 pub mod maps;
 pub mod policy;
 pub mod seq;
+pub mod siphash;
 pub mod state;
 pub mod tcp;
 pub mod track;
@@ -29,7 +30,7 @@ pub mod track;
 mod user;
 
 pub use counter::{Counter, Counters};
-pub use flow::{Flow, FlowHalf, FlowKey, FlowState};
+pub use flow::{Endpoints, Flow, FlowHalf, FlowKey, FlowState};
 pub use judge::{Action, Verdict};
 pub use policy::{Level, Policy};
 pub use state::{DaemonState, RstEvent};

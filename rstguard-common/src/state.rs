@@ -1,7 +1,7 @@
 //! What the daemon publishes for other processes (`rstguard status`), in a
 //! pinned single-entry array map, and the events the XDP program sends it.
 
-use crate::flow::FlowKey;
+use crate::flow::Endpoints;
 
 /// Version of everything pinned: maps live under `<pin dir>/schema-N/`, so
 /// a binary with another layout never reuses them.
@@ -56,7 +56,7 @@ const _: () = assert!(core::mem::size_of::<IfaceState>() == 56);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TopFlow {
-    pub key: FlowKey,
+    pub ends: Endpoints,
     pub _pad: u32,
     pub count: u64,
 }
@@ -80,11 +80,21 @@ pub struct DaemonState {
     pub schema: u32,
     pub pid: u32,
     pub started_unix: u64,
+    /// Capacity of the assured flow table (`--flows`) and of the table of
+    /// new flows (`--new-flows`).
     pub flow_capacity: u32,
     pub n_ifaces: u32,
-    /// Flow table entries at the last sweep, and its Unix time.
+    pub new_flow_capacity: u32,
+    pub _pad0: u32,
+    /// Entries in each table at the last sweep, and its Unix time.
     pub flow_entries: u64,
+    pub new_flow_entries: u64,
     pub flows_counted_unix: u64,
+    /// Assured flows the sweeps removed, and how many the assured table
+    /// evicted to make room, as far as the daemon can tell (it never goes
+    /// down).
+    pub assured_swept: u64,
+    pub assured_evicted: u64,
     /// Non-zero: the policy is under auto control.
     pub auto: u8,
     /// Non-zero: the last config (re)load succeeded.
@@ -101,7 +111,7 @@ pub struct DaemonState {
     pub events_suppressed: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<DaemonState>() == 1496);
+const _: () = assert!(core::mem::size_of::<DaemonState>() == 1528);
 
 impl Default for DaemonState {
     fn default() -> Self {
@@ -111,8 +121,13 @@ impl Default for DaemonState {
             started_unix: 0,
             flow_capacity: 0,
             n_ifaces: 0,
+            new_flow_capacity: 0,
+            _pad0: 0,
             flow_entries: 0,
+            new_flow_entries: 0,
             flows_counted_unix: 0,
+            assured_swept: 0,
+            assured_evicted: 0,
             auto: 0,
             config_ok: 1,
             _pad: [0; 6],
@@ -132,7 +147,7 @@ impl Default for DaemonState {
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RstEvent {
-    pub key: FlowKey,
+    pub ends: Endpoints,
     /// Non-zero: the RST's sender is the key's `lo` endpoint.
     pub sender_is_lo: u8,
     /// `Verdict` and `Action` as raw values.

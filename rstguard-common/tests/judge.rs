@@ -4,8 +4,8 @@
 use proptest::prelude::*;
 use rstguard_common::{
     flow::{
-        FLOW_HI_INITIATOR, HALF_ACK, HALF_FIN, HALF_SACK, HALF_SEEN, HALF_SYN, WSCALE_NONE,
-        WSCALE_UNKNOWN,
+        FLOW_HI_INITIATOR, HALF_ACK, HALF_FIN, HALF_SACK, HALF_SEEN, HALF_SYN, HALF_SYN_WIN,
+        WSCALE_NONE, WSCALE_UNKNOWN,
     },
     judge::{action_for, classify, judge, take_token},
     tcp::{Segment, ACK, FIN, RST, SYN},
@@ -144,7 +144,7 @@ fn rule_5_every_exact_number() {
 fn rule_6_and_7_window_edges() {
     let f = established();
     // The server's last window: 500 << 2 = 2000 from R.ack 111.
-    assert_eq!(f.hi.win, 2000);
+    assert_eq!(f.window(false), 2000);
     assert_eq!(classify(&f, true, &rst(112)), Verdict::InWindow);
     assert_eq!(classify(&f, true, &rst(111 + 1999)), Verdict::InWindow);
     assert_eq!(classify(&f, true, &rst(111 + 2000)), Verdict::OutOfWindow);
@@ -154,17 +154,19 @@ fn rule_6_and_7_window_edges() {
 #[test]
 fn the_window_in_a_syn_is_never_scaled_and_scaling_needs_both_syns() {
     let mut f = new_flow(&syn(100, Some(5)), true, 1);
-    assert_eq!(f.lo.win, 1000, "SYN window unscaled");
+    assert_eq!(f.window(true), 1000, "SYN window unscaled");
     let mut synack = syn(9000, None);
     synack.flags |= ACK;
     synack.ack = 101;
     learn(&mut f, false, &synack, 1);
     learn(&mut f, true, &seg(101, 9001, ACK, 0, 1000), 1);
-    assert_eq!(f.lo.win, 1000, "only one SYN had the option");
+    assert_eq!(f.window(true), 1000, "only one SYN had the option");
     assert_eq!(track::window_shift(5, WSCALE_NONE), 0);
     assert_eq!(track::window_shift(5, 3), 5);
     assert_eq!(track::window_shift(WSCALE_UNKNOWN, WSCALE_UNKNOWN), 14);
-    assert_eq!(track::window_shift(5, WSCALE_UNKNOWN), 14);
+    // The other SYN unseen: the sender's own scale, which is what is in
+    // force if the other agreed, and more than nothing if it did not.
+    assert_eq!(track::window_shift(5, WSCALE_UNKNOWN), 5);
 }
 
 #[test]
@@ -262,40 +264,54 @@ fn any_half() -> impl Strategy<Value = FlowHalf> {
     (
         any::<u32>(),
         any::<u32>(),
-        0u32..(1 << 30),
+        any::<u16>(),
         any::<u32>(),
         any::<u32>(),
-        prop_oneof![0u8..=14, Just(WSCALE_NONE), Just(WSCALE_UNKNOWN)],
         any::<u8>(),
-        0u8..32,
+        0u8..128,
     )
         .prop_map(
-            |(snd_nxt, ack, win, max_end, sack_right, wscale, ttl, flags)| FlowHalf {
+            |(snd_nxt, ack, win, max_end, sack_right, ttl, flags)| FlowHalf {
                 snd_nxt,
                 ack,
                 win,
                 max_end,
                 sack_right,
-                wscale,
                 ttl,
-                flags: flags & (HALF_SEEN | HALF_ACK | HALF_FIN | HALF_SACK | HALF_SYN),
-                _pad: 0,
+                flags: flags
+                    & (HALF_SEEN | HALF_ACK | HALF_FIN | HALF_SACK | HALF_SYN | HALF_SYN_WIN),
             },
         )
 }
 
+fn any_wscale() -> impl Strategy<Value = u8> {
+    prop_oneof![0u8..=14, Just(WSCALE_NONE)]
+}
+
 fn any_flow() -> impl Strategy<Value = Flow> {
-    (any_half(), any_half(), 1u8..=6, any::<bool>(), any::<u64>()).prop_map(
-        |(lo, hi, state, hi_init, tat)| Flow {
-            lo,
-            hi,
-            state_since_ns: 0,
-            rst_tat_ns: tat % 1_000_000,
-            state,
-            flags: if hi_init { FLOW_HI_INITIATOR } else { 0 },
-            _pad: [0; 6],
-        },
+    (
+        any_half(),
+        any_half(),
+        1u8..=6,
+        any::<bool>(),
+        any::<u32>(),
+        any_wscale(),
+        any_wscale(),
     )
+        .prop_map(|(lo, hi, state, hi_init, timer, lo_ws, hi_ws)| {
+            let mut f = Flow {
+                lo,
+                hi,
+                timer,
+                state,
+                flags: if hi_init { FLOW_HI_INITIATOR } else { 0 },
+                wscales: 0,
+                _pad: 0,
+            };
+            f.set_wscale(true, lo_ws);
+            f.set_wscale(false, hi_ws);
+            f
+        })
 }
 
 fn any_policy() -> impl Strategy<Value = Policy> {

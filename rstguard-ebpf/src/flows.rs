@@ -14,11 +14,13 @@ use rstguard_common::{
     policy::POLICY_HAS_TRUSTED,
     tcp::RST,
     track::{self, Origin, Step},
-    Counter, Counters, Flow, FlowState, Policy, RstEvent,
+    Counter, Counters, Flow, FlowKey, FlowState, Policy, RstEvent,
 };
 
 use crate::{
-    maps::{bump, bump_slot, is_trusted, policy, take_event, EVENTS, FLOWS},
+    maps::{
+        bump, bump_slot, find_flow, is_trusted, policy, take_event, Table, EMBRYONIC, EVENTS, FLOWS,
+    },
     parse::Packet,
 };
 
@@ -36,30 +38,57 @@ fn clock() -> Lazy<impl Fn() -> u64> {
 #[inline(always)]
 pub fn learn(pkt: &Packet, origin: Origin, new_flow: &mut Flow, slot: u32, c: &mut Counters) {
     let (key, sender_is_lo, seg) = (&pkt.key, pkt.sender_is_lo, &pkt.seg);
+    let found = find_flow(key);
     // SAFETY: a map value, valid while this program runs. Concurrent
     // updates from other CPUs can interleave; every field stays a value
     // some packet of this flow produced.
-    let flow = FLOWS.get_ptr_mut(key).map(|f| unsafe { &mut *f });
+    let flow = found.map(|(f, _)| unsafe { &mut *f });
     let closed = flow
         .as_ref()
         .is_some_and(|f| f.state() == FlowState::Closed);
     let pickup = || policy(slot).is_some_and(|p| p.pickup != 0);
     match track::learn(flow, sender_is_lo, seg, origin, pickup, clock()) {
-        Step::Create => return create(pkt, origin, new_flow, c),
+        Step::Create => {
+            if let Some((_, Table::Assured)) = found {
+                // A new incarnation starts out unproven, like any new flow.
+                let _ = FLOWS.remove(key);
+                bump(c, Counter::AssuredRestarted);
+            }
+            return create(pkt, origin, new_flow, c);
+        }
         Step::Ignored(why) => bump(c, Counter::ignored(why)),
         Step::Learned | Step::Untracked => {}
     }
     if closed {
         bump(c, Counter::ClosedFlowPackets);
     }
+    if let Some((f, Table::Embryonic)) = found {
+        // SAFETY: as above.
+        let flow = unsafe { &*f };
+        if flow.assured() {
+            promote(key, flow, c);
+        }
+    }
 }
 
-/// Builds a flow from `pkt` in `flow` (scratch memory) and inserts it,
-/// replacing any entry under the same key.
+/// Moves a flow that has just proven itself into the assured table.
+#[inline(always)]
+fn promote(key: &FlowKey, flow: &Flow, c: &mut Counters) {
+    match FLOWS.insert(key, flow, 0) {
+        Ok(()) => {
+            bump(c, Counter::FlowsAssured);
+            let _ = EMBRYONIC.remove(key);
+        }
+        Err(_) => bump(c, Counter::FlowCreateFailed),
+    }
+}
+
+/// Builds a flow from `pkt` in `flow` (scratch memory) and inserts it in
+/// the embryonic table, replacing any entry under the same key.
 #[inline(always)]
 fn create(pkt: &Packet, origin: Origin, flow: &mut Flow, c: &mut Counters) {
     track::init(flow, &pkt.seg, pkt.sender_is_lo, origin, clock());
-    match FLOWS.insert(&pkt.key, &*flow, 0) {
+    match EMBRYONIC.insert(&pkt.key, &*flow, 0) {
         Ok(()) => bump(c, Counter::FlowsCreated),
         Err(_) => bump(c, Counter::FlowCreateFailed),
     }
@@ -72,7 +101,7 @@ pub fn judge_rst(pkt: &Packet, ifindex: u32, slot: u32, c: &mut Counters) -> Act
     let fail_open = Policy::FAIL_OPEN;
     let policy = policy(slot).unwrap_or(&fail_open);
     let trusted = policy.flags & POLICY_HAS_TRUSTED != 0 && is_trusted(pkt.src());
-    let flow_ptr = FLOWS.get_ptr_mut(&pkt.key);
+    let flow_ptr = find_flow(&pkt.key).map(|(f, _)| f);
     // SAFETY: as in `learn`.
     let flow = flow_ptr.map(|f| unsafe { &mut *f });
     let (verdict, action) =
@@ -127,14 +156,14 @@ fn report(
         Some(f) => {
             let (s, r) = f.halves(pkt.sender_is_lo);
             let expected = if r.has(HALF_ACK) { r.ack } else { s.snd_nxt };
-            (expected, r.win, 1)
+            (expected, f.window(!pkt.sender_is_lo), 1)
         }
         None => (0, 0, 0),
     };
     // SAFETY: `e` points at reserved ring-buffer memory of RstEvent's size;
     // every field is written before the submit.
     unsafe {
-        (*e).key = pkt.key;
+        (*e).ends = pkt.ends;
         (*e).sender_is_lo = pkt.sender_is_lo as u8;
         (*e).verdict = verdict as u8;
         (*e).action = action as u8;
@@ -163,7 +192,7 @@ const BPF_RB_NO_WAKEUP: u64 = 1;
 #[inline(always)]
 pub fn own_rst(pkt: &Packet) {
     debug_assert!(pkt.seg.has(RST));
-    if let Some(flow) = FLOWS.get_ptr_mut(&pkt.key) {
+    if let Some((flow, _)) = find_flow(&pkt.key) {
         // SAFETY: as in `learn`.
         track::close(unsafe { &mut *flow }, clock());
     }

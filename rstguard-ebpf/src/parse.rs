@@ -10,8 +10,10 @@ use core::mem::size_of;
 use rstguard_common::{
     flow::{v4_mapped, WSCALE_NONE},
     tcp::{parse_options, OptionBytes, Segment},
-    Counter, FlowKey, Verdict,
+    Counter, Endpoints, FlowKey, Verdict,
 };
+
+use crate::maps::flow_key_secret;
 
 /// VLAN tags followed (802.1ad outer + 802.1Q inner, and two more).
 pub const MAX_VLAN_TAGS: usize = 4;
@@ -40,8 +42,12 @@ const IPPROTO_MH: u8 = 135;
 
 /// A TCP segment with its flow.
 pub struct Packet {
-    /// The canonical flow key.
+    /// The flow's endpoints, in canonical order.
+    pub ends: Endpoints,
+    /// The flow table's key for them.
     pub key: FlowKey,
+    /// It came in an IPv6 packet.
+    pub v6: bool,
     /// The sender is the key's `lo` endpoint.
     pub sender_is_lo: bool,
     pub seg: Segment,
@@ -75,9 +81,9 @@ impl Packet {
     #[inline(always)]
     pub fn src(&self) -> &[u8; 16] {
         if self.sender_is_lo {
-            &self.key.lo_addr
+            &self.ends.lo_addr
         } else {
-            &self.key.hi_addr
+            &self.ends.hi_addr
         }
     }
 }
@@ -235,6 +241,7 @@ fn parse_ipv4(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
     out.src = v4_mapped([hdr[12], hdr[13], hdr[14], hdr[15]]);
     out.dst = v4_mapped([hdr[16], hdr[17], hdr[18], hdr[19]]);
     out.ttl = hdr[8];
+    out.v6 = false;
     out.tcp_off = tcp_off as u32;
     out.l4_len = (ip_len - ihl) as u32;
     Ok(())
@@ -298,6 +305,7 @@ fn parse_ipv6(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
     out.src = src;
     out.dst = dst;
     out.ttl = hop_limit;
+    out.v6 = true;
     out.tcp_off = (off + 40 + ext_len) as u32;
     out.l4_len = (ip_len - ext_len) as u32;
     Ok(())
@@ -370,7 +378,8 @@ fn parse_tcp(c: Cursor, off: usize, l4_len: usize, out: &mut Packet) -> Result<(
     }
     let sport = u16::from_be_bytes([th[0], th[1]]);
     let dport = u16::from_be_bytes([th[2], th[3]]);
-    out.sender_is_lo = FlowKey::fill(&mut out.key, out.src, sport, out.dst, dport);
+    out.sender_is_lo = Endpoints::fill(&mut out.ends, out.src, sport, out.dst, dport);
+    out.key = FlowKey::of(&out.ends, out.v6, &flow_key_secret());
     Ok(())
 }
 

@@ -199,10 +199,19 @@ pub struct AttachArgs {
     #[arg(long = "trust", value_name = "PREFIX")]
     pub trust: Vec<Prefix>,
 
-    /// Flow table capacity (LRU: the least recently seen flow makes room).
-    /// [default: 1048576]
+    /// Capacity of the table of assured flows (handshake done, both sides
+    /// seen): 128 bytes of kernel memory each. Only flows that proved
+    /// themselves enter it, so a flood of new flows cannot flush it; when
+    /// it is full, the least recently used assured flow makes room (counted
+    /// as evicted). [default: 1048576]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub flows: Option<u32>,
+
+    /// Capacity of the table of flows not yet assured (SYN_SENT, SYN_RECV,
+    /// picked up from one side): a flood of SYNs churns this one. 128
+    /// bytes each. [default: 65536]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub new_flows: Option<u32>,
 
     /// Seconds between counter summaries; 0 prints only the final one.
     /// [default: 10]

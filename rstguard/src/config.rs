@@ -9,7 +9,7 @@ use std::{
 };
 
 use rstguard_common::{
-    maps::DEFAULT_FLOWS,
+    maps::{DEFAULT_EMBRYONIC, DEFAULT_FLOWS},
     policy::{DEFAULT_EVENT_SAMPLE, DEFAULT_INEXACT_PER_SEC},
     Action, Level, Policy,
 };
@@ -45,6 +45,7 @@ pub struct ConfigFile {
     pub event_sample: Option<u32>,
     pub trust: Option<Vec<String>>,
     pub flows: Option<u32>,
+    pub new_flows: Option<u32>,
     pub interval: Option<u64>,
     pub metrics: Option<String>,
     pub log_events_per_sec: Option<u32>,
@@ -114,6 +115,7 @@ pub struct Settings {
     pub auto: Option<AutoSettings>,
     pub trust: Vec<Prefix>,
     pub flows: u32,
+    pub new_flows: u32,
     pub interval: u64,
     pub json: bool,
     pub metrics: Option<SocketAddr>,
@@ -238,6 +240,13 @@ pub fn resolve(
     if flows == 0 {
         return Err(ConfigError("flows must be at least 1".into()));
     }
+    let new_flows = args
+        .new_flows
+        .or(file.new_flows)
+        .unwrap_or(DEFAULT_EMBRYONIC);
+    if new_flows == 0 {
+        return Err(ConfigError("new_flows must be at least 1".into()));
+    }
     let metrics = if args.no_metrics {
         None
     } else {
@@ -270,6 +279,7 @@ pub fn resolve(
         auto,
         trust,
         flows,
+        new_flows,
         interval: args.interval.or(file.interval).unwrap_or(10),
         json: args.json,
         metrics,
@@ -352,6 +362,9 @@ pub fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.flows != new.flows {
         v.push("flows");
     }
+    if old.new_flows != new.new_flows {
+        v.push("new_flows");
+    }
     if old.metrics != new.metrics {
         v.push("metrics");
     }
@@ -385,6 +398,7 @@ mod tests {
         assert!(file.unparsed.is_some());
         assert!(file.inexact_budget.is_some() && file.event_sample.is_some());
         assert!(file.trust.is_some() && file.flows.is_some() && file.interval.is_some());
+        assert!(file.new_flows.is_some());
         assert!(file.metrics.is_some() && file.log_events_per_sec.is_some());
         assert!(file.event_budget.is_some());
         assert!(!file.interface.is_empty());

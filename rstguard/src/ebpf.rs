@@ -26,14 +26,17 @@ pub fn object() -> &'static [u8] {
 /// Options fixed at load time.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Flow table capacity.
+    /// Capacity of the assured flow table.
     pub flows: u32,
+    /// Capacity of the table of flows not yet assured.
+    pub new_flows: u32,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             flows: maps::DEFAULT_FLOWS,
+            new_flows: maps::DEFAULT_EMBRYONIC,
         }
     }
 }
@@ -47,6 +50,9 @@ pub struct Loaded {
     pub events: Option<RingBuf<MapData>>,
     /// The per-CPU event budget, until the daemon takes it.
     pub event_budget: Option<PerCpuArray<MapData, u32>>,
+    /// The secret of IPv6 flow keys (see `FlowKey::of`), chosen at random
+    /// for this load.
+    pub key_secret: [u64; 2],
 }
 
 impl Loaded {
@@ -65,9 +71,10 @@ impl Loaded {
         if object.is_empty() {
             return Err(Error::NoObject);
         }
-        if opts.flows == 0 {
+        if opts.flows == 0 || opts.new_flows == 0 {
             return Err(Error::BadFlows);
         }
+        let key_secret = random_secret()?;
         if let Ok(v) = aya::util::KernelVersion::current() {
             kernel::check(v)?;
         }
@@ -75,6 +82,8 @@ impl Loaded {
         let object = kernel::rewrite_helpers(object, &kernel::needed_rewrites())?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::FLOWS, opts.flows)
+            .map_max_entries(maps::EMBRYONIC, opts.new_flows)
+            .override_global(maps::FLOW_KEY_SECRET, &key_secret, true)
             .load(object.bytes())
             .map_err(|e| Error::Load(Box::new(e)))?;
         for name in extra_xdp {
@@ -100,6 +109,7 @@ impl Loaded {
             maps,
             events: Some(events),
             event_budget: Some(budget),
+            key_secret,
         })
     }
 
@@ -115,6 +125,17 @@ impl Loaded {
     pub fn xdp_named(&mut self, name: &'static str) -> Result<&mut Xdp, Error> {
         program(&mut self.ebpf, name)
     }
+}
+
+/// 128 random bits from the kernel (getrandom(2)).
+fn random_secret() -> Result<[u64; 2], Error> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| Error::Random(e.to_string()))?;
+    let (lo, hi) = b.split_at(8);
+    Ok([
+        u64::from_ne_bytes(lo.try_into().expect("8 bytes")),
+        u64::from_ne_bytes(hi.try_into().expect("8 bytes")),
+    ])
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, Error>

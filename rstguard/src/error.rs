@@ -35,7 +35,7 @@ pub enum Error {
         log: String,
     },
 
-    #[error("--flows must be at least 1")]
+    #[error("--flows and --new-flows must be at least 1")]
     BadFlows,
 
     #[error("loading the eBPF object failed: {0}")]
@@ -78,6 +78,9 @@ pub enum Error {
 
     #[error("no interface named '{0}' (list them with `ip link`)")]
     NoSuchInterface(String),
+
+    #[error("cannot read random bytes from the kernel: {0}")]
+    Random(String),
 
     #[error("interface '{0}' is listed twice")]
     DuplicateInterface(String),

@@ -36,9 +36,16 @@ struct Status {
 
 #[derive(Serialize)]
 struct FlowTable {
+    /// Assured flows (they proved themselves; `--flows`).
     entries: u64,
     capacity: u32,
     fill: f64,
+    /// Flows not assured yet (`--new-flows`).
+    new_entries: u64,
+    new_capacity: u32,
+    /// Assured flows evicted to make room for new assured ones: the table
+    /// is too small (raise `--flows`).
+    evicted: u64,
     counted_secs_ago: Option<u64>,
 }
 
@@ -114,6 +121,9 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             } else {
                 s.flow_entries as f64 / s.flow_capacity as f64
             },
+            new_entries: s.new_flow_entries,
+            new_capacity: s.new_flow_capacity,
+            evicted: s.assured_evicted,
             counted_secs_ago: (s.flows_counted_unix != 0)
                 .then(|| now.saturating_sub(s.flows_counted_unix)),
         },
@@ -162,7 +172,7 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             .iter()
             .filter(|t| t.count > 0)
             .map(|t| {
-                let (a, b) = endpoints(&t.key);
+                let (a, b) = endpoints(&t.ends);
                 TopFlowView {
                     a,
                     b,
@@ -214,16 +224,23 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
         },
         status.config_reloads
     );
+    let t = &status.flow_table;
     println!(
-        "flow table: {} of {} entries ({:.2}%){}",
-        status.flow_table.entries,
-        status.flow_table.capacity,
-        status.flow_table.fill * 100.0,
-        status
-            .flow_table
-            .counted_secs_ago
+        "flow table: {} of {} assured ({:.2}%), {} of {} new{}",
+        t.entries,
+        t.capacity,
+        t.fill * 100.0,
+        t.new_entries,
+        t.new_capacity,
+        t.counted_secs_ago
             .map_or(String::new(), |a| format!(", counted {a}s ago"))
     );
+    if t.evicted > 0 {
+        println!(
+            "            WARNING: {} assured flow(s) evicted to make room: the table is full, raise --flows",
+            t.evicted
+        );
+    }
     println!("interfaces:");
     for i in &status.interfaces {
         let yes = |b: bool| if b { "attached" } else { "DETACHED" };

@@ -13,7 +13,7 @@ use aya::maps::{MapData, PerCpuArray, PerCpuValues, RingBuf};
 use rstguard_common::{
     maps::EVENT_REFILL_MS,
     state::{TopFlow, TopPort, TOP_N},
-    Action, FlowKey, RstEvent, Verdict,
+    Action, Endpoints, RstEvent, Verdict,
 };
 use tracing::{info, warn};
 
@@ -25,17 +25,17 @@ const TRACKED: usize = 4096;
 /// Counts of suspicious RSTs per flow and per attacked (receiving) port.
 #[derive(Debug, Default)]
 pub struct Top {
-    flows: HashMap<FlowKey, u64>,
+    flows: HashMap<Endpoints, u64>,
     ports: HashMap<u16, u64>,
 }
 
 impl Top {
     pub fn record(&mut self, e: &RstEvent) {
-        *self.flows.entry(e.key).or_default() += 1;
+        *self.flows.entry(e.ends).or_default() += 1;
         let port = if e.sender_is_lo != 0 {
-            e.key.hi_port
+            e.ends.hi_port
         } else {
-            e.key.lo_port
+            e.ends.lo_port
         };
         *self.ports.entry(port).or_default() += 1;
         trim(&mut self.flows);
@@ -48,7 +48,7 @@ impl Top {
         let mut out = [TopFlow::default(); TOP_N];
         for (slot, (key, count)) in out.iter_mut().zip(v) {
             *slot = TopFlow {
-                key: *key,
+                ends: *key,
                 _pad: 0,
                 count: *count,
             };
@@ -82,7 +82,7 @@ fn trim<K: Copy + Eq + std::hash::Hash>(m: &mut HashMap<K, u64>) {
 }
 
 /// Addresses of a key as text.
-pub fn endpoints(key: &FlowKey) -> (String, String) {
+pub fn endpoints(key: &Endpoints) -> (String, String) {
     let addr = |a: [u8; 16]| {
         let v6 = std::net::Ipv6Addr::from(a);
         match v6.to_ipv4_mapped() {
@@ -207,7 +207,7 @@ impl LogLimit {
 }
 
 fn log(e: &RstEvent, device: &str) {
-    let (lo, hi) = endpoints(&e.key);
+    let (lo, hi) = endpoints(&e.ends);
     let (src, dst) = if e.sender_is_lo != 0 {
         (lo, hi)
     } else {
@@ -242,7 +242,7 @@ mod tests {
 
     fn event(port: u16, lo_sends: bool) -> RstEvent {
         RstEvent {
-            key: FlowKey {
+            ends: Endpoints {
                 lo_addr: v4_mapped([10, 0, 0, 1]),
                 hi_addr: v4_mapped([10, 0, 0, 2]),
                 lo_port: port,
@@ -262,12 +262,12 @@ mod tests {
         t.record(&event(4001, true));
         let flows = t.top_flows();
         assert_eq!(flows[0].count, 3);
-        assert_eq!(flows[0].key.lo_port, 4000);
+        assert_eq!(flows[0].ends.lo_port, 4000);
         assert_eq!(flows[1].count, 1);
         let ports = t.top_ports();
         assert_eq!((ports[0].port, ports[0].count), (80, 4));
         assert_eq!(
-            endpoints(&flows[0].key),
+            endpoints(&flows[0].ends),
             ("10.0.0.1:4000".into(), "10.0.0.2:80".into())
         );
     }
@@ -277,7 +277,7 @@ mod tests {
         let mut t = Top::default();
         for i in 0..(TRACKED as u32 * 2) {
             let mut e = event((i % 60000) as u16, true);
-            e.key.lo_addr = v4_mapped(i.to_be_bytes());
+            e.ends.lo_addr = v4_mapped(i.to_be_bytes());
             t.record(&e);
         }
         assert!(t.flows.len() <= TRACKED + 1);

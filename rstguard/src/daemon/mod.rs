@@ -43,7 +43,7 @@ use crate::{
     counters::{summary_line, Named},
     ebpf::{LoadOptions, Loaded},
     iface::{Iface, LinkType},
-    maps::{Maps, SweepTtl},
+    maps::{FlowTable, Maps, SweepTtl},
     paths::PinDir,
     policy::describe,
     privileges::{self, ATTACH},
@@ -247,6 +247,7 @@ fn run_claimed(
     };
     let mut loaded = Loaded::load(&LoadOptions {
         flows: settings.flows,
+        new_flows: settings.new_flows,
     })?;
     // Each interface gets its slot (counters, policy) before anything runs.
     for i in ifaces {
@@ -283,6 +284,20 @@ fn run_claimed(
         loaded.maps.trust(prefix)?;
     }
     info!(policy = %describe(&settings.policy), flows = settings.flows, pin_dir = %pins.dir().display(), "programs loaded");
+    for (table, capacity) in [
+        (FlowTable::Assured, settings.flows),
+        (FlowTable::Embryonic, settings.new_flows),
+    ] {
+        if let Some(bytes) = loaded.maps.flows_memory(table) {
+            info!(
+                table = ?table,
+                flows = capacity,
+                mib = format!("{:.1}", bytes as f64 / (1 << 20) as f64),
+                bytes_per_flow = format!("{:.1}", bytes as f64 / f64::from(capacity)),
+                "flow table memory"
+            );
+        }
+    }
 
     let attachments = attach_all(&mut loaded, ifaces, |name| settings.mode_for(name))?;
     if let Err(e) = loaded.maps.pin(pins) {
@@ -295,6 +310,7 @@ fn run_claimed(
         pid: std::process::id(),
         started_unix: unix_now(),
         flow_capacity: settings.flows,
+        new_flow_capacity: settings.new_flows,
         n_ifaces: attachments.len() as u32,
         config_ok: 1,
         auto: u8::from(settings.auto.is_some()),
@@ -578,6 +594,24 @@ fn reload(args: &AttachArgs, settings: &mut Settings, shared: &Arc<Mutex<Shared>
     settings.metrics = running.metrics;
 }
 
+/// How many assured flows the table evicted to make room, as far as the
+/// counters tell: flows that entered it, less those the programs removed
+/// (a new incarnation), those the sweeps removed, and those still there.
+pub fn assured_evicted<'a>(
+    state: &DaemonState,
+    counters: impl Iterator<Item = &'a rstguard_common::Counters>,
+) -> u64 {
+    let (mut entered, mut restarted) = (0u64, 0u64);
+    for c in counters {
+        entered = entered.wrapping_add(c.get(rstguard_common::Counter::FlowsAssured));
+        restarted = restarted.wrapping_add(c.get(rstguard_common::Counter::AssuredRestarted));
+    }
+    entered
+        .saturating_sub(restarted)
+        .saturating_sub(state.assured_swept)
+        .saturating_sub(state.flow_entries)
+}
+
 /// Removes expired closed and TIME_WAIT flows every `SWEEP_EVERY`, and
 /// counts the table's entries, through its own handles on the pinned maps
 /// (a sweep of a large table must not hold up scrapes).
@@ -596,12 +630,27 @@ async fn sweep_forever(pins: PinDir, shared: Arc<Mutex<Shared>>) {
         })
         .await;
         match swept {
-            Ok(Ok((entries, removed))) => {
+            Ok(Ok(swept)) => {
                 let mut s = shared.lock().expect("lock");
-                s.state.flow_entries = entries;
-                s.state.flows_counted_unix = unix_now();
+                let counters = s.maps.all_counters().unwrap_or_default();
+                let st = &mut s.state;
+                st.flow_entries = swept.assured;
+                st.new_flow_entries = swept.embryonic;
+                st.assured_swept += swept.assured_removed;
+                st.flows_counted_unix = unix_now();
+                let evicted = assured_evicted(st, counters.values());
+                if evicted > st.assured_evicted {
+                    warn!(
+                        evicted = evicted - st.assured_evicted,
+                        capacity = st.flow_capacity,
+                        "the assured flow table is full: established flows were evicted to make room \
+                         (raise --flows)"
+                    );
+                    st.assured_evicted = evicted;
+                }
+                let removed = swept.assured_removed + swept.embryonic_removed;
                 if removed > 0 {
-                    tracing::debug!(removed, entries, "swept expired flows");
+                    tracing::debug!(removed, ?swept, "swept expired flows");
                 }
             }
             Ok(Err(e)) => warn!(error = %e, "sweeping the flow table failed"),

@@ -15,7 +15,7 @@ use etherparse::{
 use rstguard::ebpf::{LoadOptions, Loaded};
 use rstguard_common::{
     counter::rst_slot,
-    flow::{v4_mapped, FlowKey},
+    flow::{v4_mapped, Endpoints, FlowKey},
     maps::POLICY_DEFAULT,
     Action, Counter, Counters, Flow, Level, Policy, Verdict,
 };
@@ -67,12 +67,14 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(level: Level) -> Harness {
-        Harness::with_flows(level, 1024)
+        Harness::with_flows(level, 1024, 1024)
     }
 
-    pub fn with_flows(level: Level, flows: u32) -> Harness {
+    /// With room for `flows` assured flows and `new_flows` others.
+    pub fn with_flows(level: Level, flows: u32, new_flows: u32) -> Harness {
         require_root();
-        let mut loaded = Loaded::load(&LoadOptions { flows }).expect("loading the eBPF object");
+        let mut loaded =
+            Loaded::load(&LoadOptions { flows, new_flows }).expect("loading the eBPF object");
         let policy = Policy {
             level: level as u8,
             ..Policy::default()
@@ -219,9 +221,12 @@ pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("an address")
 }
 
-/// The canonical flow key of a conversation, as the programs compute it.
-pub fn key_of(a: (IpAddr, u16), b: (IpAddr, u16)) -> FlowKey {
-    FlowKey::new(addr16(a.0), a.1, addr16(b.0), b.1).0
+impl Harness {
+    /// The flow table key of a conversation, as the programs compute it.
+    pub fn key_of(&self, a: (IpAddr, u16), b: (IpAddr, u16)) -> FlowKey {
+        let (ends, _) = Endpoints::new(addr16(a.0), a.1, addr16(b.0), b.1);
+        FlowKey::of(&ends, a.0.is_ipv6(), &self.loaded.key_secret)
+    }
 }
 
 pub fn addr16(a: IpAddr) -> [u8; 16] {
@@ -399,13 +404,22 @@ impl Lab {
     }
 
     pub fn with_net(level: Level, net: Net) -> Lab {
+        Lab::on(Harness::new(level), net)
+    }
+
+    /// An IPv4 conversation through a harness of one's own.
+    pub fn from_harness(h: Harness) -> Lab {
+        Lab::on(h, Net::default())
+    }
+
+    fn on(h: Harness, net: Net) -> Lab {
         let (ca, sa) = if net.v6 {
             (ip("fd00::1"), ip("fd00::2"))
         } else {
             (ip("10.0.0.1"), ip("10.0.0.2"))
         };
         Lab {
-            h: Harness::new(level),
+            h,
             net,
             c: Side {
                 addr: ca,
@@ -430,7 +444,8 @@ impl Lab {
     }
 
     pub fn key(&self) -> FlowKey {
-        key_of((self.c.addr, self.c.port), (self.s.addr, self.s.port))
+        self.h
+            .key_of((self.c.addr, self.c.port), (self.s.addr, self.s.port))
     }
 
     pub fn flow(&self) -> Flow {
