@@ -180,6 +180,30 @@ pub fn forged_pairs(
     })
 }
 
+/// Sends `n` SYNs to `dst` from random sources in 10.0.0.0/8 (random
+/// ports and sequence numbers), as a flood of new flows does; returns how
+/// many went out.
+pub fn syn_flood(ns: &Netns, dst: SocketAddr, n: u32) -> u64 {
+    ns.run(move || {
+        let s = Spoofer::new(dst.is_ipv6());
+        let mut rng = rand::thread_rng();
+        let mut sent = 0u64;
+        for _ in 0..n {
+            let a: [u8; 3] = rng.gen();
+            let src = SocketAddr::new(
+                std::net::Ipv4Addr::new(10, a[0], a[1], a[2]).into(),
+                rng.gen_range(1024..65535),
+            );
+            s.send(src, dst, &Forged::syn(rng.gen()));
+            sent += 1;
+            if sent.is_multiple_of(u64::from(BURST)) {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        sent
+    })
+}
+
 /// Sends one RST (ACK `ack`) per sequence number in `seqs`.
 pub fn rsts_at(ns: &Netns, src: SocketAddr, dst: SocketAddr, seqs: Vec<u32>, ack: Option<u32>) {
     ns.run(move || {

@@ -12,12 +12,6 @@ use crate::{error::Error, kernel, maps::Maps};
 /// The object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard"));
 
-/// The benchmark object: rstguard's programs and the baselines they are
-/// measured against (see `rstguard-ebpf/src/bench.rs`).
-#[cfg(feature = "bench")]
-pub static BENCH_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard-bench"));
-
 /// The object this binary embeds (empty when built with `AYA_BUILD_SKIP`).
 pub fn object() -> &'static [u8] {
     OBJECT
@@ -58,16 +52,12 @@ pub struct Loaded {
 impl Loaded {
     /// Loads the object and both programs into the kernel.
     pub fn load(opts: &LoadOptions) -> Result<Loaded, Error> {
-        Self::load_object(OBJECT, opts, &[])
+        Self::load_object(OBJECT, opts)
     }
 
-    /// Loads `object`: rstguard's two programs, and the extra XDP programs
-    /// named in `extra_xdp` (the benchmark's baselines).
-    pub fn load_object(
-        object: &[u8],
-        opts: &LoadOptions,
-        extra_xdp: &[&'static str],
-    ) -> Result<Loaded, Error> {
+    /// Loads `object` (an object with rstguard's maps and its two
+    /// programs) and both programs into the kernel.
+    pub fn load_object(object: &[u8], opts: &LoadOptions) -> Result<Loaded, Error> {
         if object.is_empty() {
             return Err(Error::NoObject);
         }
@@ -86,10 +76,6 @@ impl Loaded {
             .override_global(maps::FLOW_KEY_SECRET, &key_secret, true)
             .load(object.bytes())
             .map_err(|e| Error::Load(Box::new(e)))?;
-        for name in extra_xdp {
-            let p: &mut Xdp = program(&mut ebpf, name)?;
-            p.load().map_err(|e| Error::loading(name, e))?;
-        }
         let xdp: &mut Xdp = program(&mut ebpf, maps::PROG_XDP)?;
         xdp.load().map_err(|e| Error::loading(maps::PROG_XDP, e))?;
         let tc: &mut SchedClassifier = program(&mut ebpf, maps::PROG_TC)?;
@@ -121,9 +107,14 @@ impl Loaded {
         program(&mut self.ebpf, maps::PROG_TC)
     }
 
-    /// Any XDP program of the object, by name.
-    pub fn xdp_named(&mut self, name: &'static str) -> Result<&mut Xdp, Error> {
-        program(&mut self.ebpf, name)
+    /// Another XDP program of the object, by name, loaded into the kernel
+    /// on first use.
+    pub fn other_xdp(&mut self, name: &'static str) -> Result<&mut Xdp, Error> {
+        let p: &mut Xdp = program(&mut self.ebpf, name)?;
+        if p.fd().is_err() {
+            p.load().map_err(|e| Error::loading(name, e))?;
+        }
+        Ok(p)
     }
 }
 

@@ -244,6 +244,14 @@ impl Maps {
         Ok(None)
     }
 
+    /// Writes a flow into a table (the benchmarks fill tables this way).
+    pub fn insert_flow(&mut self, t: FlowTable, key: &FlowKey, flow: &Flow) -> Result<(), Error> {
+        let mut map: HashMap<&mut MapData, FlowKey, Flow> =
+            typed_mut(self.table_mut(t), t.map_name())?;
+        map.insert(key, flow, 0)
+            .map_err(|e| Error::map(t.map_name(), e))
+    }
+
     pub fn flow(&self, key: &FlowKey) -> Result<Option<Flow>, Error> {
         Ok(self.find(key)?.map(|(f, _)| f))
     }

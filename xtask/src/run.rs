@@ -124,9 +124,8 @@ pub fn bench(args: Args) -> anyhow::Result<()> {
         "--release",
         "-p",
         "rstguard",
-        "--features",
-        "bench",
-        "--bins",
+        "-p",
+        "rstguard-bench",
     ]))?;
     exec_as_root(&root().join("target/release/rstguard-bench"), &args.args)
 }

@@ -544,6 +544,12 @@ fn under_ip_netns_exec_the_daemon_mounts_its_own_bpffs() {
     let st: Value =
         serde_json::from_slice(&out.stdout).expect("status in the daemon's mount namespace");
     assert_eq!(st["running"], true);
-    assert_eq!(st["pin_dir"], "/sys/fs/bpf/rstguard/schema-1");
+    assert_eq!(
+        st["pin_dir"],
+        format!(
+            "/sys/fs/bpf/rstguard/schema-{}",
+            rstguard_common::state::SCHEMA
+        )
+    );
     assert_eq!(daemon.stop().0, 0);
 }

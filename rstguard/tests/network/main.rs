@@ -9,6 +9,7 @@ mod daemon;
 mod legacy;
 mod legit;
 mod placement;
+mod table;
 mod unforgeable;
 
 use std::{
