@@ -189,8 +189,11 @@ pub fn device_type(name: &str) -> Option<u16> {
         libc::close(fd);
         r == 0
     };
+    if !ok {
+        return None;
+    }
     // SAFETY: the kernel filled the hardware address member of the union.
-    ok.then(|| unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
+    Some(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
 }
 
 /// Drivers whose native XDP is a poor choice: veth's hands every frame to a

@@ -34,7 +34,7 @@ fn from_random_source(rng: &mut impl FnMut() -> u32, syn: bool) -> Vec<u8> {
     );
     let seg = Seg {
         seq: rng(),
-        ack: (!syn).then(|| rng()),
+        ack: (!syn).then(&mut *rng),
         syn,
         win: 1000,
         payload: if syn { 0 } else { 100 },
