@@ -10,7 +10,8 @@
 //! * [`fragments`]: forged segments cut into IP fragments (tiny ones, and
 //!   RSTs in first fragments);
 //! * [`routed`]: client, router, server and attacker, IPv4 and IPv6;
-//! * [`legacy`]: a smoltcp peer on a TAP device (accepts any in-window RST).
+//! * [`legacy`]: a smoltcp peer on a TAP device (accepts any in-window RST);
+//! * [`tunnel`]: two namespaces joined by tun devices (no link-layer header).
 
 pub mod attack;
 pub mod daemon;
@@ -20,6 +21,7 @@ pub mod netns;
 pub mod routed;
 pub mod spoof;
 pub mod traffic;
+pub mod tunnel;
 
 use std::{path::PathBuf, process::Command};
 
