@@ -48,8 +48,16 @@ pub const AFTER_HEADER: Cut = Cut {
 /// packet with the same key would complete a later one with its bytes.
 static NEXT_ID: AtomicU32 = AtomicU32::new(0x5eed);
 
+/// Never 0 in its low 16 bits: for `IP_HDRINCL` the kernel replaces an
+/// IPv4 identification of 0 with one of its own, per fragment, and the
+/// fragments would no longer belong together.
 pub fn next_id() -> u32 {
-    NEXT_ID.fetch_add(1, Ordering::Relaxed)
+    loop {
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        if id & 0xffff != 0 {
+            return id;
+        }
+    }
 }
 
 /// Cuts `packet` (an IPv4 packet without options, or an IPv6 packet without
