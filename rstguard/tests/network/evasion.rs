@@ -37,8 +37,9 @@ const CHALLENGE: [&str; 2] = ["TcpExtTCPChallengeACK", "TcpExtTCPACKSkippedChall
 /// In-window RSTs sent at each connection.
 const RSTS: u64 = 200;
 
-/// 1 KiB every 20 ms (50 KB/s): a live connection whose window stands
-/// nearly still while the RSTs go out.
+/// 1 KiB every 20 ms (50 KB/s): a live connection that costs the shared
+/// machine little; the receiver's window stands nearly still while RSTs go
+/// out.
 const TRICKLE: (usize, u64) = (1024, 20);
 
 /// One interface's counters, from `rstguard stats --json` in `ns`.
@@ -106,18 +107,18 @@ fn in_window_rsts_hidden_in_fragments_draw_no_challenge_ack_at_strict() {
         );
         live.assert_flowing();
         let client = CLIENT.addr(v6, live.client_port);
-        let (ns, dev) = judged_at(&lab, placement, true);
+        let (ns, dev) = judged_at(&lab, placement, false);
 
-        // 200 RSTs three quarters into the server's window: inside it
-        // while the trickle moves the window on.
-        let (ack, win) = receiver_window(ns, server);
+        // 200 RSTs spoofed as the server, three quarters into the client's
+        // window (which stands still: the client only sends).
+        let (ack, win) = receiver_window(ns, client);
         assert!(win >= 8192, "{what}: window {win}");
         let seqs: Vec<u32> = (0..RSTS as u32)
             .map(|k| ack.wrapping_add(win / 4 * 3).wrapping_sub(k))
             .collect();
-        let before = nstat(&lab.server, &CHALLENGE);
-        fragmented_rsts_at(&lab.attacker, client, server, seqs, Some(0), cut);
-        let after = nstat(&lab.server, &CHALLENGE);
+        let before = nstat(&lab.client, &CHALLENGE);
+        fragmented_rsts_at(&lab.attacker, server, client, seqs, Some(0), cut);
+        let after = nstat(&lab.client, &CHALLENGE);
         let moved = moved(&before, &after);
 
         let c = counters(ns, dev);
@@ -146,17 +147,17 @@ fn in_window_rsts_hidden_in_fragments_draw_no_challenge_ack_at_strict() {
         assert_eq!(n(&c["hooks"]["xdp"]["rst"]), parsed_rsts, "{what}: {c}");
 
         if level == "monitor" {
-            // Reassembled, every one met the server's stack in its window:
-            // one challenge ACK, the rest skipped by the rate limit.
+            // Reassembled, every one met the client's stack in its window:
+            // a challenge ACK, the rest skipped by the rate limit.
             assert_eq!(
                 moved, RSTS,
-                "{what}: the server's stack did not meet every RST: before {before:?}, after {after:?}"
+                "{what}: the client's stack did not meet every RST: before {before:?}, after {after:?}"
             );
             assert!(after[0] > before[0], "{what}: no challenge ACK");
         } else {
             assert_eq!(
                 moved, 0,
-                "{what}: the server's stack met RSTs rstguard should have dropped: \
+                "{what}: the client's stack met RSTs rstguard should have dropped: \
                  before {before:?}, after {after:?}"
             );
         }
