@@ -6,6 +6,7 @@ mod auto;
 mod blind;
 mod check;
 mod daemon;
+mod evasion;
 mod legacy;
 mod legit;
 mod placement;
