@@ -4,8 +4,9 @@
 //! wrapping arithmetic.
 
 use crate::{
-    judge::{Action, Verdict},
+    cause::{Cause, Direction},
     track::Ignore,
+    verdict::{Action, Verdict},
 };
 
 /// Counters that are not RST verdicts. RST verdicts follow them, two slots
@@ -73,13 +74,21 @@ pub enum Counter {
 
 /// Number of [`Counter`] slots before the RST verdict slots.
 pub const FIXED_COUNTERS: usize = Counter::IgnoredLocalSpoof as usize + 1;
+/// First slot of the RST causes, after the verdicts.
+pub const CAUSE_SLOTS: usize = FIXED_COUNTERS + Verdict::COUNT * 2;
 /// Total number of slots in [`Counters`].
-pub const COUNTER_SLOTS: usize = FIXED_COUNTERS + Verdict::COUNT * 2;
+pub const COUNTER_SLOTS: usize = CAUSE_SLOTS + Direction::COUNT * Cause::COUNT;
 
 /// Slot of the counter for RSTs judged `verdict` and given `action`.
 #[inline(always)]
 pub const fn rst_slot(verdict: Verdict, action: Action) -> usize {
     FIXED_COUNTERS + verdict as usize * 2 + action as usize
+}
+
+/// Slot of the counter for RSTs going `direction` with likely `cause`.
+#[inline(always)]
+pub const fn cause_slot(direction: Direction, cause: Cause) -> usize {
+    CAUSE_SLOTS + direction as usize * Cause::COUNT + cause as usize
 }
 
 /// The counters of one interface (one CPU's copy, in the kernel).
@@ -108,6 +117,11 @@ impl Counters {
     #[inline(always)]
     pub fn rst(&self, verdict: Verdict, action: Action) -> u64 {
         self.slots[rst_slot(verdict, action)]
+    }
+
+    #[inline(always)]
+    pub fn cause(&self, direction: Direction, cause: Cause) -> u64 {
+        self.slots[cause_slot(direction, cause)]
     }
 
     /// Adds `other` slot by slot, wrapping (used to sum per-CPU copies).
@@ -286,6 +300,23 @@ mod tests {
                 seen[s] = true;
             }
         }
+    }
+
+    #[test]
+    fn cause_slots_follow_the_verdicts_and_fill_the_rest() {
+        let mut seen = [false; COUNTER_SLOTS];
+        for d in Direction::ALL {
+            for c in Cause::ALL {
+                let s = cause_slot(d, c);
+                assert!(s >= rst_slot(Verdict::ALL[Verdict::COUNT - 1], Action::Drop) + 1);
+                assert!(!seen[s]);
+                seen[s] = true;
+            }
+        }
+        assert_eq!(
+            seen.iter().filter(|s| **s).count(),
+            COUNTER_SLOTS - CAUSE_SLOTS
+        );
     }
 
     #[test]

@@ -28,11 +28,29 @@ pub const HALF_SYN: u8 = 1 << 4;
 pub const HALF_LOCAL: u8 = 1 << 5;
 /// `FlowHalf::flags`: `win` came from a SYN, whose window is never scaled.
 pub const HALF_SYN_WIN: u8 = 1 << 6;
+/// `FlowHalf::flags`: the flow's latest data came from this endpoint (the
+/// other one may not have read it yet).
+pub const HALF_DATA_LAST: u8 = 1 << 7;
 
 /// `Flow::flags`: the flow was picked up mid-stream (no SYN seen).
 pub const FLOW_PICKED_UP: u8 = 1 << 0;
 /// `Flow::flags`: the `hi` endpoint sent the first SYN (else `lo` did).
 pub const FLOW_HI_INITIATOR: u8 = 1 << 1;
+/// `Flow::flags`: a RST passed (or was dropped for its distance), from the
+/// side `FLOW_RST_FROM_HI` says: new data from that side afterwards proves
+/// it forged (see [`crate::cause`]).
+pub const FLOW_RST_SEEN: u8 = 1 << 2;
+/// `Flow::flags`: with `FLOW_RST_SEEN`, the RST came from `hi`.
+pub const FLOW_RST_FROM_HI: u8 = 1 << 3;
+/// `Flow::flags`: the latest segment came after an idle gap, and `seen`
+/// still holds when the flow carried its segment before the gap: a RST
+/// answering the segment that woke the flow sees how long it had slept.
+pub const FLOW_WOKE: u8 = 1 << 4;
+/// `Flow::flags` holds the `FLOW_*` bits below this shift and the
+/// [`FlowState`] above it.
+pub const FLOW_STATE_SHIFT: u8 = 5;
+/// `Flow::flags`: the `FLOW_*` bits.
+pub const FLOW_BITS: u8 = (1 << FLOW_STATE_SHIFT) - 1;
 
 /// A flow's two endpoints in canonical order: the smaller `(address,
 /// port)` first. IPv4 addresses are IPv4-mapped (`::ffff:a.b.c.d`).
@@ -240,8 +258,8 @@ pub enum FlowState {
 }
 
 impl FlowState {
-    /// From the raw byte stored in [`Flow::state`]; unknown values read as
-    /// `Established` (the most liberal judgement).
+    /// From the raw value stored in [`Flow::flags`]; unknown values read
+    /// as `Established` (the most liberal judgement).
     #[inline(always)]
     pub const fn from_raw(v: u8) -> FlowState {
         match v {
@@ -280,14 +298,15 @@ pub struct Flow {
     /// arrival time of its inexact-RST budget (GCRA). Both in
     /// [`crate::clock::Units`].
     pub timer: u32,
-    /// [`FlowState`] as a raw byte.
-    pub state: u8,
-    /// `FLOW_*` bits.
+    /// `FLOW_*` bits, and the [`FlowState`] above [`FLOW_STATE_SHIFT`].
     pub flags: u8,
     /// Window scales: `lo`'s in the low nibble, `hi`'s in the high one
     /// (0 to 14, [`WSCALE_NONE`]).
     pub wscales: u8,
-    pub _pad: u8,
+    /// When the flow last carried a segment, in [`crate::clock::Seen`]
+    /// units (about 2 s), or, just after an idle gap (`FLOW_WOKE`), the
+    /// segment before the gap: how long it had been idle when a RST came.
+    pub seen: u16,
 }
 
 const _: () = assert!(core::mem::size_of::<Flow>() == 48);
@@ -295,7 +314,13 @@ const _: () = assert!(core::mem::size_of::<Flow>() == 48);
 impl Flow {
     #[inline(always)]
     pub const fn state(&self) -> FlowState {
-        FlowState::from_raw(self.state)
+        FlowState::from_raw(self.flags >> FLOW_STATE_SHIFT)
+    }
+
+    /// Sets the state, keeping the `FLOW_*` bits.
+    #[inline(always)]
+    pub fn put_state(&mut self, state: FlowState) {
+        self.flags = (self.flags & FLOW_BITS) | ((state as u8) << FLOW_STATE_SHIFT);
     }
 
     #[inline(always)]

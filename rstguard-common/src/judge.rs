@@ -2,7 +2,9 @@
 //! endpoint R") sets out. Pure arithmetic: the XDP program and the host
 //! tests run this same code.
 
+pub use crate::verdict::{Action, Verdict};
 use crate::{
+    cause::{note_rst, of_rst, ttl_differs, Cause, Facts, Thresholds},
     clock::{units, Clock, Units, UNIT_SHIFT},
     flow::{Flow, FlowState, HALF_ACK, HALF_FIN, HALF_SACK},
     policy::{Level, Policy},
@@ -10,132 +12,6 @@ use crate::{
     tcp::{Segment, ACK},
     track::{acks_syn, set_state, timed},
 };
-
-/// What rstguard concluded about a RST.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Verdict {
-    /// No entry for the flow.
-    NoFlow = 0,
-    /// The source is in the trusted prefix list.
-    Trusted = 1,
-    /// RST at a flow in SYN_SENT without the ACK of the SYN.
-    BadSynAck = 2,
-    /// RST at a flow in TIME_WAIT (RFC 1337).
-    TimeWait = 3,
-    /// The sequence number is one a real peer uses.
-    Exact = 4,
-    /// Inside the receiver's window but not exact.
-    InWindow = 5,
-    /// Outside the receiver's window.
-    OutOfWindow = 6,
-    /// In window, but the flow's inexact-RST budget is spent.
-    RateLimited = 7,
-    /// One endpoint of the flow was never seen (asymmetric routing, or a
-    /// flow picked up from one side): no ground to call the RST out of
-    /// window. Never dropped.
-    OneSided = 8,
-    /// The first fragment of a TCP segment without the whole TCP header:
-    /// the flags may sit in a later fragment (RFC 1858's tiny fragments).
-    /// Judged whatever its flags.
-    TinyFragment = 9,
-    /// An IPv4 TCP fragment at offset 8 bytes: it overwrites the flags of
-    /// the first fragment on reassembly (RFC 3128).
-    FragmentOverlap = 10,
-    /// A RST in the first fragment of a fragmented segment: no real stack
-    /// fragments a RST (40 to 60 bytes; the smallest IPv4 MTU is 68).
-    FragmentedRst = 11,
-    /// A frame whose TCP header rstguard cannot reach: more VLAN tags or
-    /// IPv6 extension headers than the parser follows. It may hide a RST.
-    HeaderUnreachable = 12,
-}
-
-impl Verdict {
-    pub const COUNT: usize = 13;
-    pub const ALL: [Verdict; Verdict::COUNT] = [
-        Verdict::NoFlow,
-        Verdict::Trusted,
-        Verdict::BadSynAck,
-        Verdict::TimeWait,
-        Verdict::Exact,
-        Verdict::InWindow,
-        Verdict::OutOfWindow,
-        Verdict::RateLimited,
-        Verdict::OneSided,
-        Verdict::TinyFragment,
-        Verdict::FragmentOverlap,
-        Verdict::FragmentedRst,
-        Verdict::HeaderUnreachable,
-    ];
-
-    pub const fn name(self) -> &'static str {
-        match self {
-            Verdict::NoFlow => "no_flow",
-            Verdict::Trusted => "trusted",
-            Verdict::BadSynAck => "bad_syn_ack",
-            Verdict::TimeWait => "time_wait",
-            Verdict::Exact => "exact",
-            Verdict::InWindow => "in_window",
-            Verdict::OutOfWindow => "out_of_window",
-            Verdict::RateLimited => "rate_limited",
-            Verdict::OneSided => "one_sided",
-            Verdict::TinyFragment => "tiny_fragment",
-            Verdict::FragmentOverlap => "fragment_overlap",
-            Verdict::FragmentedRst => "fragmented_rst",
-            Verdict::HeaderUnreachable => "header_unreachable",
-        }
-    }
-
-    /// Verdicts no real peer could have earned (the controller's "invalid").
-    pub const fn is_invalid(self) -> bool {
-        matches!(
-            self,
-            Verdict::BadSynAck
-                | Verdict::InWindow
-                | Verdict::OutOfWindow
-                | Verdict::RateLimited
-                | Verdict::TinyFragment
-                | Verdict::FragmentOverlap
-                | Verdict::FragmentedRst
-        )
-    }
-}
-
-/// What happens to the packet.
-#[repr(u32)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Action {
-    Pass = 0,
-    Drop = 1,
-}
-
-impl Action {
-    /// From the raw byte stored in [`Policy`]; unknown values pass.
-    #[inline(always)]
-    pub const fn from_raw(v: u8) -> Action {
-        if v == Action::Drop as u8 {
-            Action::Drop
-        } else {
-            Action::Pass
-        }
-    }
-
-    /// Past-tense name, as in counters and metrics (`passed`, `dropped`).
-    pub const fn past(self) -> &'static str {
-        match self {
-            Action::Pass => "passed",
-            Action::Drop => "dropped",
-        }
-    }
-
-    /// Imperative name, as in the policy (`pass`, `drop`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Action::Pass => "pass",
-            Action::Drop => "drop",
-        }
-    }
-}
 
 /// Steps 3 to 7: the verdict on a RST that `S` (the `sender_is_lo` side)
 /// sent to `R`, from the flow's state alone (no budget, no policy).
@@ -212,6 +88,7 @@ pub fn action_for(verdict: Verdict, policy: &Policy) -> Action {
             }
         }
         Verdict::OutOfWindow
+        | Verdict::TtlMismatch
         | Verdict::BadSynAck
         | Verdict::RateLimited
         | Verdict::TinyFragment
@@ -256,9 +133,38 @@ const fn interval_units(ns: u64) -> Units {
     }
 }
 
+/// What the judgement of one RST came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Judgement {
+    pub verdict: Verdict,
+    pub action: Action,
+    /// Its likely cause.
+    pub cause: Cause,
+    /// What the cause rests on (default without a flow).
+    pub facts: Facts,
+}
+
+impl Judgement {
+    /// The verdict and the action.
+    pub const fn outcome(&self) -> (Verdict, Action) {
+        (self.verdict, self.action)
+    }
+
+    #[inline(always)]
+    fn without_flow(verdict: Verdict, action: Action, cause: Cause) -> Judgement {
+        Judgement {
+            verdict,
+            action,
+            cause,
+            facts: Facts::default(),
+        }
+    }
+}
+
 /// The whole judgement of a RST from `S` (the `sender_is_lo` side of
-/// `flow`, when there is one). Updates the flow: the inexact budget, and
-/// CLOSED when a RST that the endpoint will accept passes.
+/// `flow`, when there is one), and its cause. Updates the flow: the
+/// inexact budget, CLOSED when a RST that the endpoint will accept passes,
+/// and the record of that RST (see [`crate::cause`]).
 #[inline(always)]
 pub fn judge(
     flow: Option<&mut Flow>,
@@ -267,20 +173,28 @@ pub fn judge(
     trusted: bool,
     policy: &Policy,
     now: impl Clock,
-) -> (Verdict, Action) {
+) -> Judgement {
     if trusted {
-        return (Verdict::Trusted, Action::Pass);
+        return Judgement::without_flow(Verdict::Trusted, Action::Pass, Cause::Unknown);
     }
     if rst.first_fragment {
-        return (
-            Verdict::FragmentedRst,
-            action_for(Verdict::FragmentedRst, policy),
-        );
+        let v = Verdict::FragmentedRst;
+        return Judgement::without_flow(v, action_for(v, policy), Cause::Hidden);
     }
     let Some(flow) = flow else {
-        return (Verdict::NoFlow, action_for(Verdict::NoFlow, policy));
+        let v = Verdict::NoFlow;
+        return Judgement::without_flow(v, action_for(v, policy), Cause::Unknown);
     };
+    let facts = Facts::of_flow(flow, sender_is_lo, rst);
+    let thresholds = Thresholds::of(policy);
     let mut verdict = classify(flow, sender_is_lo, rst);
+    // `--drop-injected`: the right sequence number from the wrong distance.
+    if verdict == Verdict::Exact
+        && policy.drop_injected != 0
+        && ttl_differs(facts.peer_ttl, rst.ttl, thresholds.ttl_slack)
+    {
+        verdict = Verdict::TtlMismatch;
+    }
     // The budget caps inexact RSTs at every level that lets them through.
     // (A flow in a timed state keeps its timer for the sweep: its RSTs are
     // judged without a budget.)
@@ -297,11 +211,20 @@ pub fn judge(
         verdict = Verdict::RateLimited;
     }
     let action = action_for(verdict, policy);
+    let cause = of_rst(verdict, &facts, &thresholds, &now);
     if action == Action::Pass
         && matches!(verdict, Verdict::Exact | Verdict::TimeWait)
         && flow.state() != FlowState::Closed
     {
-        set_state(flow, FlowState::Closed, now);
+        set_state(flow, FlowState::Closed, &now);
     }
-    (verdict, action)
+    if (verdict == Verdict::Exact && action == Action::Pass) || verdict == Verdict::TtlMismatch {
+        note_rst(flow, sender_is_lo);
+    }
+    Judgement {
+        verdict,
+        action,
+        cause,
+        facts,
+    }
 }

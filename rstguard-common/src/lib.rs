@@ -14,6 +14,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod cause;
 pub mod clock;
 pub mod counter;
 pub mod flow;
@@ -25,12 +26,14 @@ pub mod siphash;
 pub mod state;
 pub mod tcp;
 pub mod track;
+pub mod verdict;
 
 #[cfg(feature = "user")]
 mod user;
 
+pub use cause::{Cause, Direction};
 pub use counter::{Counter, Counters};
 pub use flow::{Endpoints, Flow, FlowHalf, FlowKey, FlowState};
-pub use judge::{Action, Verdict};
 pub use policy::{Level, Policy};
 pub use state::{DaemonState, RstEvent};
+pub use verdict::{Action, Verdict};

@@ -5,7 +5,7 @@ use crate::flow::Endpoints;
 
 /// Version of everything pinned: maps live under `<pin dir>/schema-N/`, so
 /// a binary with another layout never reuses them.
-pub const SCHEMA: u32 = 2;
+pub const SCHEMA: u32 = 3;
 
 /// Interfaces one daemon can attach to.
 pub const MAX_IFACES: usize = 16;
@@ -142,8 +142,9 @@ impl Default for DaemonState {
     }
 }
 
-/// A sampled event about a dropped or suspicious RST, sent through the ring
-/// buffer.
+/// An event about a RST, sent through the ring buffer: every RST a real
+/// peer could have sent, and a sample of the suspicious ones (within the
+/// event budget), with its verdict, action and likely cause.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RstEvent {
@@ -164,8 +165,17 @@ pub struct RstEvent {
     pub window: u32,
     pub tcp_flags: u8,
     pub has_flow: u8,
-    pub _pad: [u8; 2],
+    /// [`crate::Cause`] and [`crate::Direction`] as raw values.
+    pub cause: u8,
+    pub direction: u8,
     pub ts_ns: u64,
+    /// The TTL / hop limit of the sender's own segments (0: unknown).
+    pub peer_ttl: u8,
+    /// `cause::EVIDENCE_*` bits.
+    pub evidence: u8,
+    /// How long the flow had been idle, in [`crate::clock::Seen`] units.
+    pub idle: u16,
+    pub _pad2: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<RstEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<RstEvent>() == 80);

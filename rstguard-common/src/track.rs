@@ -28,10 +28,12 @@
 //! drops only RSTs.
 
 use crate::{
-    clock::{units, Clock, Units},
+    clock::{seen, units, Clock, Seen, Units},
     flow::{
-        Flow, FlowHalf, FlowState, FLOW_HI_INITIATOR, FLOW_PICKED_UP, HALF_ACK, HALF_FIN,
-        HALF_LOCAL, HALF_SACK, HALF_SEEN, HALF_SYN, HALF_SYN_WIN, WSCALE_NONE, WSCALE_UNKNOWN,
+        Flow, FlowHalf, FlowState, FLOW_HI_INITIATOR, FLOW_PICKED_UP, FLOW_STATE_SHIFT, FLOW_WOKE,
+        HALF_ACK,
+        HALF_DATA_LAST, HALF_FIN, HALF_LOCAL, HALF_SACK, HALF_SEEN, HALF_SYN, HALF_SYN_WIN,
+        WSCALE_NONE, WSCALE_UNKNOWN,
     },
     seq::{after, before},
     tcp::{Segment, ACK, FIN, SYN},
@@ -169,12 +171,13 @@ pub fn init(flow: &mut Flow, seg: &Segment, sender_is_lo: bool, origin: Origin, 
     } else {
         (FlowState::SynSent, initiator_flag(sender_is_lo))
     };
+    let t = now.now();
     *flow = Flow {
-        state: state as u8,
-        flags,
+        flags: flags | (state as u8) << FLOW_STATE_SHIFT,
+        seen: seen(t),
         ..Flow::default()
     };
-    start_timer(flow, now);
+    start_timer(flow, t);
     let (s, r) = flow.halves_mut(sender_is_lo);
     if !seg.has(SYN) {
         anchor(s, seg);
@@ -394,12 +397,36 @@ fn update(
     learn_sack(s, r, seg, local);
     s.ttl = seg.ttl;
     s.flags |= HALF_SEEN;
+    if seg.payload_len != 0 {
+        s.flags |= HALF_DATA_LAST;
+        r.flags &= !HALF_DATA_LAST;
+    }
 
+    let t = now.now();
+    touch(flow, seen(t));
     let next = next_state(flow, state, initiator, seg);
     if next != state {
-        set_state(flow, next, now);
+        set_state(flow, next, t);
     }
     step
+}
+
+/// A gap this long (in [`Seen`] units, over 2 s) wakes a flow: see
+/// [`touch`].
+pub const IDLE_WAKE: Seen = 2;
+
+/// Records that the flow carried a segment at `now`. The first segment
+/// after a gap of [`IDLE_WAKE`] or more leaves `seen` where it was (and
+/// sets `FLOW_WOKE`): a RST answering it (a NAT that forgot the flow)
+/// then sees the whole gap. The next segment moves it on.
+#[inline(always)]
+pub fn touch(flow: &mut Flow, now: Seen) {
+    if now.wrapping_sub(flow.seen) >= IDLE_WAKE && !flow.has(FLOW_WOKE) {
+        flow.flags |= FLOW_WOKE;
+    } else {
+        flow.flags &= !FLOW_WOKE;
+        flow.seen = now;
+    }
 }
 
 /// Whether a claimed non-SYN segment from `S` fits what `R` makes
@@ -570,7 +597,7 @@ fn learn_sack(s: &mut FlowHalf, r: &FlowHalf, seg: &Segment, local: bool) {
 
 #[inline(always)]
 pub fn set_state(flow: &mut Flow, state: FlowState, now: impl Clock) {
-    flow.state = state as u8;
+    flow.put_state(state);
     start_timer(flow, now);
 }
 

@@ -187,6 +187,7 @@ fn levels_and_actions() {
         (FragmentedRst, Action::Pass, Action::Drop, Action::Drop),
         (HeaderUnreachable, Action::Pass, Action::Pass, Action::Drop),
         (TimeWait, Action::Pass, Action::Pass, Action::Pass),
+        (TtlMismatch, Action::Pass, Action::Drop, Action::Drop),
     ];
     assert_eq!(table.len(), Verdict::COUNT, "every verdict has a row");
     for (v, m, e, s) in table {
@@ -209,12 +210,12 @@ fn a_rst_in_a_first_fragment_is_its_own_verdict_even_when_exact() {
     r.first_fragment = true;
     let p = policy(Level::Enforce);
     assert_eq!(
-        judge(Some(&mut f), true, &r, false, &p, 10),
+        judge(Some(&mut f), true, &r, false, &p, 10).outcome(),
         (Verdict::FragmentedRst, Action::Drop)
     );
     assert_eq!(f.state(), FlowState::Established, "it closed nothing");
     assert_eq!(
-        judge(Some(&mut f), true, &r, true, &p, 10),
+        judge(Some(&mut f), true, &r, true, &p, 10).outcome(),
         (Verdict::Trusted, Action::Pass),
         "trusted sources pass whatever they send"
     );
@@ -239,21 +240,21 @@ fn judge_closes_on_a_passing_exact_rst_only() {
     let mut f = established();
     let p = policy(Level::Enforce);
     assert_eq!(
-        judge(Some(&mut f), true, &rst(112), false, &p, 10),
+        judge(Some(&mut f), true, &rst(112), false, &p, 10).outcome(),
         (Verdict::InWindow, Action::Pass)
     );
     assert_eq!(f.state(), FlowState::Established);
     assert_eq!(
-        judge(Some(&mut f), true, &rst(111), false, &p, 10),
+        judge(Some(&mut f), true, &rst(111), false, &p, 10).outcome(),
         (Verdict::Exact, Action::Pass)
     );
     assert_eq!(f.state(), FlowState::Closed);
     assert_eq!(
-        judge(None, true, &rst(1), false, &p, 10),
+        judge(None, true, &rst(1), false, &p, 10).outcome(),
         (Verdict::NoFlow, Action::Pass)
     );
     assert_eq!(
-        judge(None, true, &rst(1), true, &p, 10),
+        judge(None, true, &rst(1), true, &p, 10).outcome(),
         (Verdict::Trusted, Action::Pass)
     );
 }
@@ -303,11 +304,11 @@ fn any_flow() -> impl Strategy<Value = Flow> {
                 lo,
                 hi,
                 timer,
-                state,
                 flags: if hi_init { FLOW_HI_INITIATOR } else { 0 },
                 wscales: 0,
-                _pad: 0,
+                seen: 0,
             };
+            f.put_state(FlowState::from_raw(state));
             f.set_wscale(true, lo_ws);
             f.set_wscale(false, hi_ws);
             f
@@ -354,7 +355,7 @@ proptest! {
     ) {
         // Shape the arbitrary flow into the property's domain.
         if f.state() == FlowState::TimeWait {
-            f.state = FlowState::Established as u8;
+            f.put_state(FlowState::Established);
         }
         if f.state() == FlowState::SynSent && f.is_initiator(!lo) {
             f.flags ^= FLOW_HI_INITIATOR;
@@ -363,7 +364,7 @@ proptest! {
         s.flags |= HALF_SEEN;
         r.flags |= HALF_ACK | HALF_SEEN;
         let seq = r.ack;
-        let (v, a) = judge(Some(&mut f), lo, &rst(seq), false, &p, now);
+        let (v, a) = judge(Some(&mut f), lo, &rst(seq), false, &p, now).outcome();
         prop_assert_eq!(v, Verdict::Exact);
         prop_assert_eq!(a, Action::Pass);
     }
@@ -377,7 +378,7 @@ proptest! {
         let mut r = rst(seq);
         r.ack = ack;
         let flow = if tracked { Some(&mut f) } else { None };
-        let (_, a) = judge(flow, lo, &r, trusted, &p, now);
+        let (_, a) = judge(flow, lo, &r, trusted, &p, now).outcome();
         prop_assert_eq!(a, Action::Pass);
     }
 
@@ -387,7 +388,7 @@ proptest! {
         strict in any::<bool>(), now in any::<u64>()
     ) {
         p.level = if strict { Level::Strict } else { Level::Enforce } as u8;
-        let (v, a) = judge(Some(&mut f), lo, &rst(seq), false, &p, now);
+        let (v, a) = judge(Some(&mut f), lo, &rst(seq), false, &p, now).outcome();
         if v == Verdict::OutOfWindow || v == Verdict::BadSynAck || v == Verdict::RateLimited {
             prop_assert_eq!(a, Action::Drop);
         }
@@ -439,7 +440,7 @@ proptest! {
         prop_assert_eq!(a.hi.snd_nxt, b_shifted_back.hi.snd_nxt);
         prop_assert_eq!(a.lo.ack, b_shifted_back.lo.ack);
         prop_assert_eq!(a.hi.ack, b_shifted_back.hi.ack);
-        prop_assert_eq!(a.state, b.state);
+        prop_assert_eq!(a.state(), b.state());
     }
 
     /// Whatever bytes the options hold, parsing stays inside the buffer and

@@ -72,15 +72,15 @@ pub fn run(ctx: &TcContext) -> i32 {
     if pkt.seg.has(RST) {
         if local {
             bump(c, Counter::TcRst);
-            flows::own_rst(pkt);
+            flows::own_rst(pkt, ifindex, c);
         } else {
             bump(c, Counter::TcForwardedRst);
         }
     } else if local {
-        flows::learn(pkt, Origin::Local, flow, slot, c);
+        flows::learn(pkt, Origin::Local, flow, ifindex, slot, c);
     } else if !attached(came_in) {
         // Forwarded from an interface without rstguard: not seen before.
-        flows::learn(pkt, Origin::Claim, flow, slot, c);
+        flows::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
     }
     TC_NEXT
 }

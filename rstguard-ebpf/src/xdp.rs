@@ -4,7 +4,7 @@ use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
     programs::XdpContext,
 };
-use rstguard_common::{judge::Action, tcp::RST, track::Origin, Counter};
+use rstguard_common::{tcp::RST, track::Origin, Action, Counter};
 
 use crate::{
     flows,
@@ -62,6 +62,6 @@ pub fn run(ctx: &XdpContext) -> u32 {
             Action::Drop => XDP_DROP,
         };
     }
-    flows::learn(pkt, Origin::Claim, flow, slot, c);
+    flows::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
     XDP_PASS
 }
