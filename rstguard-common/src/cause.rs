@@ -10,7 +10,7 @@
 //! each cause with the evidence it rests on and how it can be wrong.
 
 use crate::{
-    clock::{seen, Clock, Seen},
+    clock::{seen, seen_to_secs, Clock, Seen},
     flow::{Flow, FlowState, FLOW_RST_FROM_HI, FLOW_RST_SEEN, HALF_DATA_LAST, HALF_FIN, HALF_SEEN},
     policy::Policy,
     seq::after,
@@ -199,8 +199,9 @@ pub struct Thresholds {
     /// How far a RST's TTL may be from the peer's before it comes from
     /// another distance.
     pub ttl_slack: u8,
-    /// Idle time after which a middlebox may have forgotten the flow.
-    pub idle: Seen,
+    /// Idle time, in seconds, after which a middlebox may have forgotten
+    /// the flow.
+    pub idle_secs: u16,
 }
 
 impl Thresholds {
@@ -208,7 +209,7 @@ impl Thresholds {
     pub const fn of(policy: &Policy) -> Thresholds {
         Thresholds {
             ttl_slack: policy.ttl_slack,
-            idle: policy.idle_after,
+            idle_secs: policy.idle_after_secs,
         }
     }
 }
@@ -251,7 +252,7 @@ pub fn of_rst(verdict: Verdict, f: &Facts, t: &Thresholds, now: impl Clock) -> C
         }
         Verdict::Exact | Verdict::TtlMismatch => {
             if ttl_differs(f.peer_ttl, f.rst_ttl, t.ttl_slack) {
-                if f.idle(now) >= t.idle {
+                if seen_to_secs(f.idle(now)) >= t.idle_secs as u32 {
                     Cause::IdleExpired
                 } else {
                     Cause::Middlebox

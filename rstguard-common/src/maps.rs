@@ -15,8 +15,15 @@ pub const DEFAULT_EVENT_BUDGET: u32 = 100;
 /// Single-entry array of [`crate::DaemonState`], written by the daemon.
 pub const STATE: &str = "STATE";
 
+/// Array of the latest [`crate::state::ResetRecord`]s, written by the
+/// daemon from the events (`rstguard resets`): a ring of
+/// [`RESETS_KEPT`] records, record `n` at index `n % RESETS_KEPT`.
+pub const RESETS: &str = "RESETS";
+/// Records [`RESETS`] keeps.
+pub const RESETS_KEPT: u32 = 1024;
+
 /// The maps pinned for other processes (`rstguard stats`, `flows`, ...).
-pub const PINNED: [&str; 9] = [
+pub const PINNED: [&str; 10] = [
     FLOWS,
     EMBRYONIC,
     COUNTERS,
@@ -26,6 +33,7 @@ pub const PINNED: [&str; 9] = [
     TRUSTED,
     EVENTS,
     STATE,
+    RESETS,
 ];
 
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).

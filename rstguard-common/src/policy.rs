@@ -1,10 +1,7 @@
 //! The live policy, held in a single-entry array map that user space writes
 //! and the programs read on every RST.
 
-use crate::{
-    clock::{seen_from_secs, Seen},
-    verdict::Action,
-};
+use crate::verdict::Action;
 
 /// How hard rstguard judges. Stored as a raw byte in [`Policy::level`].
 #[repr(u8)]
@@ -79,8 +76,8 @@ pub struct Policy {
     pub ttl_slack: u8,
     pub _pad0: u8,
     /// Idle time after which a middlebox may have forgotten a flow
-    /// (`--idle-after`), in [`Seen`] units.
-    pub idle_after: Seen,
+    /// (`--idle-after`), in seconds.
+    pub idle_after_secs: u16,
     pub _pad: [u8; 2],
 }
 
@@ -98,7 +95,7 @@ const _: () = assert!(core::mem::size_of::<Policy>() == 32);
 pub const DEFAULT_TTL_SLACK: u8 = 0;
 
 /// Default `--idle-after`, in seconds.
-pub const DEFAULT_IDLE_AFTER_SECS: u32 = 60;
+pub const DEFAULT_IDLE_AFTER_SECS: u16 = 60;
 
 /// Default event sampling: every suspicious RST is reported, within the
 /// per-CPU event budget the daemon refills (`maps::EVENT_BUDGET`).
@@ -119,7 +116,7 @@ impl Default for Policy {
             drop_injected: 0,
             ttl_slack: DEFAULT_TTL_SLACK,
             _pad0: 0,
-            idle_after: seen_from_secs(DEFAULT_IDLE_AFTER_SECS),
+            idle_after_secs: DEFAULT_IDLE_AFTER_SECS,
             _pad: [0; 2],
         }
     }
@@ -141,7 +138,7 @@ impl Policy {
         drop_injected: 0,
         ttl_slack: DEFAULT_TTL_SLACK,
         _pad0: 0,
-        idle_after: Seen::MAX,
+        idle_after_secs: u16::MAX,
         _pad: [0; 2],
     };
 

@@ -1,7 +1,10 @@
 //! What the daemon publishes for other processes (`rstguard status`), in a
 //! pinned single-entry array map, and the events the XDP program sends it.
 
-use crate::flow::Endpoints;
+use crate::{
+    cause::{Cause, Direction},
+    flow::Endpoints,
+};
 
 /// Version of everything pinned: maps live under `<pin dir>/schema-N/`, so
 /// a binary with another layout never reuses them.
@@ -109,9 +112,16 @@ pub struct DaemonState {
     /// Events seen, and events left out of the log by its rate limit.
     pub events_seen: u64,
     pub events_suppressed: u64,
+    /// Records written to the `RESETS` map so far (the latest is number
+    /// `resets_recorded`).
+    pub resets_recorded: u64,
+    /// RSTs by direction and cause over the last `recent_secs` seconds
+    /// (all interfaces).
+    pub recent_causes: [[u64; Cause::COUNT]; Direction::COUNT],
+    pub recent_secs: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<DaemonState>() == 1528);
+const _: () = assert!(core::mem::size_of::<DaemonState>() == 1720);
 
 impl Default for DaemonState {
     fn default() -> Self {
@@ -138,6 +148,9 @@ impl Default for DaemonState {
             top_ports: [TopPort::default(); TOP_N],
             events_seen: 0,
             events_suppressed: 0,
+            resets_recorded: 0,
+            recent_causes: [[0; Cause::COUNT]; Direction::COUNT],
+            recent_secs: 0,
         }
     }
 }
@@ -179,3 +192,17 @@ pub struct RstEvent {
 }
 
 const _: () = assert!(core::mem::size_of::<RstEvent>() == 80);
+
+/// One RST as `rstguard resets` lists it: the event, numbered, with the
+/// wall-clock time the daemon gave it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetRecord {
+    pub event: RstEvent,
+    /// 1, 2, ...: which record this is (0: the slot was never written).
+    pub number: u64,
+    /// When the RST was seen, in ns since the Unix epoch.
+    pub unix_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<ResetRecord>() == 96);

@@ -31,9 +31,8 @@ use crate::{
     clock::{seen, units, Clock, Seen, Units},
     flow::{
         Flow, FlowHalf, FlowState, FLOW_HI_INITIATOR, FLOW_PICKED_UP, FLOW_STATE_SHIFT, FLOW_WOKE,
-        HALF_ACK,
-        HALF_DATA_LAST, HALF_FIN, HALF_LOCAL, HALF_SACK, HALF_SEEN, HALF_SYN, HALF_SYN_WIN,
-        WSCALE_NONE, WSCALE_UNKNOWN,
+        HALF_ACK, HALF_DATA_LAST, HALF_FIN, HALF_LOCAL, HALF_SACK, HALF_SEEN, HALF_SYN,
+        HALF_SYN_WIN, WSCALE_NONE, WSCALE_UNKNOWN,
     },
     seq::{after, before},
     tcp::{Segment, ACK, FIN, SYN},
@@ -397,7 +396,7 @@ fn update(
     learn_sack(s, r, seg, local);
     s.ttl = seg.ttl;
     s.flags |= HALF_SEEN;
-    if seg.payload_len != 0 {
+    if seg.payload_len != 0 && !seg.first_fragment {
         s.flags |= HALF_DATA_LAST;
         r.flags &= !HALF_DATA_LAST;
     }

@@ -244,13 +244,20 @@ fn the_segment_that_wakes_an_idle_flow_keeps_its_idle_time() {
     let before = conn.flow.seen;
     conn.wait(600);
     conn.send(CLIENT, 10, ACK);
-    assert_eq!(conn.flow.seen, before, "the waking segment leaves the gap visible");
+    assert_eq!(
+        conn.flow.seen, before,
+        "the waking segment leaves the gap visible"
+    );
     // Once the flow carries on, the gap is over.
     conn.send(SERVER, 0, ACK);
     assert_ne!(conn.flow.seen, before);
     conn.send(CLIENT, 10, ACK);
     let j = conn.rst(SERVER, conn.s, None, SERVER_TTL + 3, &policy(Level::Strict));
-    assert_eq!(j.cause, Cause::Middlebox, "a live flow is not an expired one");
+    assert_eq!(
+        j.cause,
+        Cause::Middlebox,
+        "a live flow is not an expired one"
+    );
 }
 
 #[test]
@@ -451,7 +458,7 @@ proptest! {
         mut f in any_facts(), slack in any::<u8>(), idle in any::<u16>(), now in any::<u64>()
     ) {
         f.rst_ttl = f.peer_ttl;
-        let t = Thresholds { ttl_slack: slack, idle };
+        let t = Thresholds { ttl_slack: slack, idle_secs: idle };
         let c = cause::of_rst(Verdict::Exact, &f, &t, now);
         prop_assert!(matches!(c, Cause::Refused | Cause::NoSocket | Cause::PeerClosed | Cause::Abort), "{c:?}");
         prop_assert_eq!(c, cause::of_own_rst(&f));
@@ -461,7 +468,7 @@ proptest! {
     /// peer uses is never called blind or injected at the time.
     #[test]
     fn exact_is_never_blind(f in any_facts(), slack in any::<u8>(), idle in any::<u16>(), now in any::<u64>()) {
-        let t = Thresholds { ttl_slack: slack, idle };
+        let t = Thresholds { ttl_slack: slack, idle_secs: idle };
         for v in [Verdict::Exact, Verdict::TtlMismatch] {
             let c = cause::of_rst(v, &f, &t, now);
             prop_assert!(!matches!(c, Cause::Blind | Cause::Injected | Cause::Unknown), "{c:?}");

@@ -59,7 +59,12 @@ pub fn learn(
     // before the segment is learned; rare enough to read the policy for.
     let injected = flow.as_ref().is_some_and(|f| {
         f.has(FLOW_RST_SEEN)
-            && cause::proves_injection(f, sender_is_lo, seg, policy(slot).map_or(0, |p| p.ttl_slack))
+            && cause::proves_injection(
+                f,
+                sender_is_lo,
+                seg,
+                policy(slot).map_or(0, |p| p.ttl_slack),
+            )
     });
     let pickup = || policy(slot).is_some_and(|p| p.pickup != 0);
     match track::learn(flow, sender_is_lo, seg, origin, pickup, clock()) {
@@ -156,7 +161,15 @@ fn injection_proven(pkt: &Packet, flow: &Flow, ifindex: u32, c: &mut Counters) {
             cause: Cause::Injected,
             facts,
         };
-        report_with(pkt, Some(flow), ifindex, &j, Direction::Ingress, EVIDENCE_DATA_AFTER, c);
+        report_with(
+            pkt,
+            Some(flow),
+            ifindex,
+            &j,
+            Direction::Ingress,
+            EVIDENCE_DATA_AFTER,
+            c,
+        );
     }
 }
 

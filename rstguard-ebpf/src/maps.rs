@@ -7,9 +7,10 @@ use aya_ebpf::{
 };
 use rstguard_common::{
     maps::{
-        TrustKey, DEFAULT_EMBRYONIC, DEFAULT_FLOWS, EVENTS_BYTES, IFINDEX_LIMIT, SLOTS, SLOT_L3,
-        SLOT_MASK,
+        TrustKey, DEFAULT_EMBRYONIC, DEFAULT_FLOWS, EVENTS_BYTES, IFINDEX_LIMIT, RESETS_KEPT,
+        SLOTS, SLOT_L3, SLOT_MASK,
     },
+    state::ResetRecord,
     Counter, Counters, DaemonState, Flow, FlowKey, Policy,
 };
 
@@ -108,6 +109,12 @@ pub fn take_event() -> bool {
 /// the other maps.
 #[map]
 pub static STATE: Array<DaemonState> = Array::with_max_entries(1, 0);
+
+/// The latest RSTs, as the daemon numbered them (`rstguard resets`). The
+/// programs never touch it; it lives here to be created and pinned with
+/// the others.
+#[map]
+pub static RESETS: Array<ResetRecord> = Array::with_max_entries(RESETS_KEPT, 0);
 
 /// Trusted source prefixes.
 #[map]

@@ -10,7 +10,9 @@ use std::{
 
 use rstguard_common::{
     maps::{DEFAULT_EMBRYONIC, DEFAULT_FLOWS},
-    policy::{DEFAULT_EVENT_SAMPLE, DEFAULT_INEXACT_PER_SEC},
+    policy::{
+        DEFAULT_EVENT_SAMPLE, DEFAULT_IDLE_AFTER_SECS, DEFAULT_INEXACT_PER_SEC, DEFAULT_TTL_SLACK,
+    },
     Action, Level, Policy,
 };
 use serde::Deserialize;
@@ -40,6 +42,9 @@ pub struct ConfigFile {
     pub no_flow: Option<ActionArg>,
     pub time_wait: Option<ActionArg>,
     pub unparsed: Option<ActionArg>,
+    pub drop_injected: Option<bool>,
+    pub ttl_slack: Option<u8>,
+    pub idle_after: Option<u16>,
     pub pickup: Option<bool>,
     pub inexact_budget: Option<u32>,
     pub event_sample: Option<u32>,
@@ -217,6 +222,18 @@ pub fn resolve(
             .event_sample
             .or(file.event_sample)
             .unwrap_or(DEFAULT_EVENT_SAMPLE),
+        drop_injected: u8::from(p.drop_injected || file.drop_injected.unwrap_or(false)),
+        ttl_slack: p.ttl_slack.or(file.ttl_slack).unwrap_or(DEFAULT_TTL_SLACK),
+        idle_after_secs: {
+            let secs = p
+                .idle_after
+                .or(file.idle_after)
+                .unwrap_or(DEFAULT_IDLE_AFTER_SECS);
+            if secs == 0 {
+                return Err(ConfigError("idle_after must be at least 1 second".into()));
+            }
+            secs
+        },
         ..Policy::default()
     };
     policy.set_inexact_per_sec(

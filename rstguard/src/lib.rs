@@ -3,6 +3,7 @@
 
 pub mod attach;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod controller;
@@ -10,6 +11,7 @@ pub mod counters;
 pub mod daemon;
 pub mod ebpf;
 pub mod error;
+pub mod explain;
 pub mod iface;
 pub mod kernel;
 pub mod maps;

@@ -15,6 +15,7 @@ use rstguard_common::{
     clock::{units, units_to_ns},
     maps::{self, TrustKey, POLICY_DEFAULT},
     policy::POLICY_HAS_TRUSTED,
+    state::ResetRecord,
     Counters, DaemonState, Flow, FlowKey, FlowState, Policy,
 };
 
@@ -31,6 +32,7 @@ pub struct Maps {
     slot_ifaces: Map,
     trusted: Map,
     state: Map,
+    resets: Map,
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, Error> {
@@ -58,6 +60,7 @@ impl Maps {
             slot_ifaces: take(ebpf, maps::SLOT_IFACES)?,
             trusted: take(ebpf, maps::TRUSTED)?,
             state: take(ebpf, maps::STATE)?,
+            resets: take(ebpf, maps::RESETS)?,
         })
     }
 
@@ -75,6 +78,7 @@ impl Maps {
             slot_ifaces: open(pins, maps::SLOT_IFACES)?,
             trusted: open(pins, maps::TRUSTED)?,
             state: open(pins, maps::STATE)?,
+            resets: open(pins, maps::RESETS)?,
         })
     }
 
@@ -89,6 +93,7 @@ impl Maps {
             (maps::SLOT_IFACES, &self.slot_ifaces),
             (maps::TRUSTED, &self.trusted),
             (maps::STATE, &self.state),
+            (maps::RESETS, &self.resets),
         ] {
             let path = pins.map(name);
             map.pin(&path).map_err(|e| Error::Pin {
@@ -468,6 +473,31 @@ impl Maps {
     pub fn set_state(&mut self, state: &DaemonState) -> Result<(), Error> {
         let mut map: Array<&mut MapData, DaemonState> = typed_mut(&mut self.state, maps::STATE)?;
         map.set(0, state, 0).map_err(|e| Error::map(maps::STATE, e))
+    }
+
+    // ---- recent RSTs ----
+
+    /// Writes `record` in its place in the ring (by its number).
+    pub fn record_reset(&mut self, record: &ResetRecord) -> Result<(), Error> {
+        let mut map: Array<&mut MapData, ResetRecord> = typed_mut(&mut self.resets, maps::RESETS)?;
+        let index = (record.number % u64::from(maps::RESETS_KEPT)) as u32;
+        map.set(index, record, 0)
+            .map_err(|e| Error::map(maps::RESETS, e))
+    }
+
+    /// Every record written so far that the ring still holds, oldest
+    /// first.
+    pub fn resets(&self) -> Result<Vec<ResetRecord>, Error> {
+        let map: Array<&MapData, ResetRecord> = typed(&self.resets, maps::RESETS)?;
+        let mut all = Vec::new();
+        for i in 0..maps::RESETS_KEPT {
+            let r = map.get(&i, 0).map_err(|e| Error::map(maps::RESETS, e))?;
+            if r.number != 0 {
+                all.push(r);
+            }
+        }
+        all.sort_by_key(|r| r.number);
+        Ok(all)
     }
 }
 

@@ -10,7 +10,8 @@ use serde::Serialize;
 use super::print_json;
 use crate::{
     cli::FlowsArgs,
-    daemon::{events::endpoints, monotonic_ns},
+    clock::monotonic_ns,
+    explain::endpoints,
     maps::{age_ns, FlowTable, Maps},
     paths::PinDir,
 };

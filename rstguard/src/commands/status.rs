@@ -1,18 +1,22 @@
 //! `rstguard status`: the daemon, its interfaces and hooks, the policy, the
 //! flow table's fill, and the most attacked flows and ports.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::{cstr, iface_name, print_json};
 use crate::{
     attach::{link_exists, TcHook, XdpModeInForce},
-    daemon::{events::endpoints, unix_now},
+    clock::unix_now,
+    explain::endpoints,
     maps::Maps,
     paths::PinDir,
     policy::{describe, PolicyView},
 };
 use rstguard_common::{
-    policy::POLICY_PINNED, state::LINK_IP, track::Ignore, Action, Counter, Level, Policy, Verdict,
+    policy::POLICY_PINNED, state::LINK_IP, track::Ignore, Action, Cause, Counter, DaemonState,
+    Direction, Level, Policy, Verdict,
 };
 
 #[derive(Serialize)]
@@ -32,6 +36,45 @@ struct Status {
     top_ports: Vec<TopPortView>,
     events_seen: u64,
     events_suppressed: u64,
+    /// RSTs by direction and likely cause over the last `secs` seconds.
+    recent_causes: RecentCauses,
+}
+
+#[derive(Serialize)]
+struct RecentCauses {
+    secs: u64,
+    ingress: BTreeMap<Cause, u64>,
+    egress: BTreeMap<Cause, u64>,
+}
+
+impl RecentCauses {
+    fn of(s: &DaemonState) -> RecentCauses {
+        let side = |d: Direction| {
+            Cause::ALL
+                .into_iter()
+                .map(|c| (c, s.recent_causes[d as usize][c as usize]))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        };
+        RecentCauses {
+            secs: s.recent_secs,
+            ingress: side(Direction::Ingress),
+            egress: side(Direction::Egress),
+        }
+    }
+
+    /// "abort 2, refused 1" (most first), or "none".
+    fn line(causes: &BTreeMap<Cause, u64>) -> String {
+        let mut v: Vec<_> = causes.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        if v.is_empty() {
+            return "none".into();
+        }
+        v.iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Serialize)]
@@ -191,6 +234,7 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             .collect(),
         events_seen: s.events_seen,
         events_suppressed: s.events_suppressed,
+        recent_causes: RecentCauses::of(&s),
     };
     if json {
         return print_json(&status);
@@ -286,6 +330,13 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    let rc = &status.recent_causes;
+    println!(
+        "RST causes, last {}: arrived: {}; sent by this host: {} (`rstguard resets` explains each)",
+        human_secs(rc.secs),
+        RecentCauses::line(&rc.ingress),
+        RecentCauses::line(&rc.egress)
+    );
     if !status.top_flows.is_empty() {
         println!("most attacked flows (sampled suspicious RSTs):");
         for t in &status.top_flows {

@@ -1,10 +1,11 @@
-//! The event ring buffer: sampled reports of dropped and suspicious RSTs.
-//! Logged at a bounded rate (with a summary of what was left out), and
-//! counted per flow and per attacked port for `rstguard status`.
+//! The event ring buffer: every RST a real peer could have sent and a
+//! sample of the suspicious ones. Each is numbered into the `RESETS` map
+//! (`rstguard resets`); the suspicious ones are logged at a bounded rate
+//! (with a summary of what was left out) and counted per flow and per
+//! attacked port for `rstguard status`.
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -12,12 +13,16 @@ use std::{
 use aya::maps::{MapData, PerCpuArray, PerCpuValues, RingBuf};
 use rstguard_common::{
     maps::EVENT_REFILL_MS,
-    state::{TopFlow, TopPort, TOP_N},
-    Action, Endpoints, RstEvent, Verdict,
+    state::{ResetRecord, TopFlow, TopPort, TOP_N},
+    Action, Cause, Endpoints, RstEvent,
 };
 use tracing::{info, warn};
 
 use super::Shared;
+use crate::{
+    clock::monotonic_to_unix_ns,
+    explain::{sender_receiver, verdict},
+};
 
 /// Flows and ports remembered at most; the least attacked go first.
 const TRACKED: usize = 4096;
@@ -81,32 +86,6 @@ fn trim<K: Copy + Eq + std::hash::Hash>(m: &mut HashMap<K, u64>) {
     m.retain(|_, c| *c > cut);
 }
 
-/// Addresses of a key as text.
-pub fn endpoints(key: &Endpoints) -> (String, String) {
-    let addr = |a: [u8; 16]| {
-        let v6 = std::net::Ipv6Addr::from(a);
-        match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        }
-    };
-    let fmt = |a: IpAddr, p: u16| match a {
-        IpAddr::V4(v4) => format!("{v4}:{p}"),
-        IpAddr::V6(v6) => format!("[{v6}]:{p}"),
-    };
-    (
-        fmt(addr(key.lo_addr), key.lo_port),
-        fmt(addr(key.hi_addr), key.hi_port),
-    )
-}
-
-fn verdict_name(v: u8) -> &'static str {
-    Verdict::ALL
-        .iter()
-        .find(|x| **x as u8 == v)
-        .map_or("unknown", |x| x.name())
-}
-
 /// Refills every CPU's event budget to `per_tick`.
 fn refill(budget: &mut PerCpuArray<MapData, u32>, per_tick: u32) {
     let Ok(ncpus) = aya::util::nr_cpus() else {
@@ -156,8 +135,20 @@ pub async fn run(
         }
         let mut s = shared.lock().expect("daemon state lock");
         for e in &batch {
-            s.top.record(e);
             s.state.events_seen += 1;
+            s.state.resets_recorded += 1;
+            let record = ResetRecord {
+                event: *e,
+                number: s.state.resets_recorded,
+                unix_ns: monotonic_to_unix_ns(e.ts_ns),
+            };
+            if let Err(err) = s.maps.record_reset(&record) {
+                warn!(error = %err, "recording a RST for `rstguard resets` failed");
+            }
+            if !suspicious(e) {
+                continue;
+            }
+            s.top.record(e);
             if limit.allow() {
                 log(e, s.iface_name(e.ifindex));
             } else {
@@ -206,13 +197,15 @@ impl LogLimit {
     }
 }
 
+/// Whether an event is about a RST no real peer could have sent (or one
+/// forged on the path): those are logged and ranked; the rest only
+/// recorded.
+fn suspicious(e: &RstEvent) -> bool {
+    verdict(e.verdict).is_invalid() || Cause::from_raw(e.cause) == Cause::Injected
+}
+
 fn log(e: &RstEvent, device: &str) {
-    let (lo, hi) = endpoints(&e.ends);
-    let (src, dst) = if e.sender_is_lo != 0 {
-        (lo, hi)
-    } else {
-        (hi, lo)
-    };
+    let (src, dst) = sender_receiver(e);
     let action = if e.action == Action::Drop as u8 {
         "dropped"
     } else {
@@ -222,7 +215,8 @@ fn log(e: &RstEvent, device: &str) {
     let known = |v: u32| (e.has_flow != 0).then_some(v);
     info!(
         device = %device,
-        verdict = %verdict_name(e.verdict),
+        verdict = %verdict(e.verdict),
+        cause = %Cause::from_raw(e.cause),
         action = %action,
         src = %src,
         dst = %dst,
@@ -267,7 +261,7 @@ mod tests {
         let ports = t.top_ports();
         assert_eq!((ports[0].port, ports[0].count), (80, 4));
         assert_eq!(
-            endpoints(&flows[0].ends),
+            crate::explain::endpoints(&flows[0].ends),
             ("10.0.0.1:4000".into(), "10.0.0.2:80".into())
         );
     }

@@ -16,7 +16,7 @@ use prometheus::{
     proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
     Encoder, TextEncoder,
 };
-use rstguard_common::{counter::CounterKind, Action, Counter as C, Verdict};
+use rstguard_common::{counter::CounterKind, Action, Cause, Counter as C, Direction, Verdict};
 use tracing::{debug, warn};
 
 use super::Shared;
@@ -25,6 +25,7 @@ use super::Shared;
 /// against this list).
 pub const NAMES: &[&str] = &[
     "rstguard_rst_packets_total",
+    "rstguard_rst_causes_total",
     "rstguard_packets_total",
     "rstguard_tcp_packets_total",
     "rstguard_host_rst_packets_total",
@@ -161,6 +162,13 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         "RSTs judged at XDP ingress, by verdict and by what was done with them.",
         COUNTER,
     );
+    let mut causes = Family::new(
+        "rstguard_rst_causes_total",
+        "RSTs by likely cause (refused, no_socket, peer_closed, abort, idle_expired, middlebox, \
+         injected, blind, hidden, time_wait, unknown) and direction (ingress: arrived, judged at \
+         XDP; egress: sent by this host). See `rstguard resets` for each one's evidence.",
+        COUNTER,
+    );
     let mut packets = Family::new(
         "rstguard_packets_total",
         "Frames seen, by hook (xdp: ingress, tc: egress).",
@@ -229,6 +237,18 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
                 rst.add(
                     &[("device", d), ("verdict", v.name()), ("action", a.past())],
                     c.rst(v, a) as f64,
+                );
+            }
+        }
+        for dir in Direction::ALL {
+            for cause in Cause::ALL {
+                causes.add(
+                    &[
+                        ("device", d),
+                        ("direction", dir.name()),
+                        ("cause", cause.name()),
+                    ],
+                    c.cause(dir, cause) as f64,
                 );
             }
         }
@@ -356,6 +376,7 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
 
     [
         rst,
+        causes,
         packets,
         tcp,
         own_rst,

@@ -15,13 +15,14 @@
 //! maps stay, so `rstguard stats` still shows the last counters;
 //! `rstguard detach --all` (or the next daemon) removes them.
 
+pub mod causes;
 pub mod events;
 pub mod metrics;
 
 use std::{
     net::TcpListener,
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -38,6 +39,7 @@ use tracing::{error, info, warn};
 use crate::{
     attach::{attach_all, detach_all, Attachment, TcHook, XdpModeInForce},
     cli::AttachArgs,
+    clock::{monotonic_ns, unix_now},
     config::{self, Settings},
     controller::{Controller, Direction, Sample},
     counters::{summary_line, Named},
@@ -82,6 +84,8 @@ pub struct Shared {
     pub top: events::Top,
     /// One controller per interface under `--policy auto` (else empty).
     pub auto: Vec<AutoIface>,
+    /// The causes of the last minutes.
+    pub causes: causes::Window,
 }
 
 impl Shared {
@@ -170,6 +174,17 @@ impl Shared {
                 }
             }
         }
+    }
+
+    /// Samples the cause counters of every interface for `status`.
+    fn sample_causes(&mut self, secs: u64) {
+        let counters: Vec<_> = self
+            .devices()
+            .into_iter()
+            .filter_map(|(_, ifindex)| self.maps.counters(ifindex).ok())
+            .collect();
+        self.causes.push(secs, causes::totals(&counters));
+        (self.state.recent_causes, self.state.recent_secs) = self.causes.recent();
     }
 
     /// Writes the published state (with the current top lists) to its map.
@@ -332,6 +347,7 @@ fn run_claimed(
         attached: attachments.iter().map(view).collect(),
         top: events::Top::default(),
         auto,
+        causes: causes::Window::default(),
     }));
     shared.lock().expect("lock").publish();
     if let Some(l) = &metrics {
@@ -398,19 +414,6 @@ pub fn copy_str(dst: &mut [u8], s: &str) {
     dst[..n].copy_from_slice(&s.as_bytes()[..n]);
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// CLOCK_MONOTONIC in ns: the clock of the flows' `state_since_ns`.
-pub fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
-        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-    })
-}
-
 /// What the serving loop works with.
 struct Context<'a> {
     args: &'a AttachArgs,
@@ -470,6 +473,9 @@ async fn serve(
                 }
                 let mut s = shared.lock().expect("lock");
                 s.control(clock.elapsed().as_secs_f64());
+                if seconds.is_multiple_of(causes::SAMPLE_SECS) {
+                    s.sample_causes(seconds);
+                }
                 if settings.interval > 0 && seconds.is_multiple_of(settings.interval) {
                     report(&s.maps, attachments, settings.json);
                 }

@@ -215,6 +215,8 @@ pub struct Seg {
     pub win: u16,
     pub opts: Vec<TcpOptionElement>,
     pub payload: usize,
+    /// IPv4 TTL / IPv6 hop limit (None: 64).
+    pub ttl: Option<u8>,
 }
 
 pub fn ip(s: &str) -> IpAddr {
@@ -242,7 +244,13 @@ const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 /// Builds an Ethernet frame carrying `seg` from `src` to `dst`.
 pub fn tcp_frame(net: &Net, src: (IpAddr, u16), dst: (IpAddr, u16), seg: &Seg) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
-    let ip = ip_headers(net, src.0, dst.0, IpNumber::TCP);
+    let mut ip = ip_headers(net, src.0, dst.0, IpNumber::TCP);
+    if let Some(ttl) = seg.ttl {
+        match &mut ip {
+            IpHeaders::Ipv4(h, _) => h.time_to_live = ttl,
+            IpHeaders::Ipv6(h, _) => h.hop_limit = ttl,
+        }
+    }
     let step = match net.encap {
         Encap::Plain => eth.ip(ip),
         Encap::Vlan => eth.single_vlan(VlanId::try_new(10).unwrap()).ip(ip),
@@ -385,6 +393,8 @@ pub struct Side {
     /// Raw window field it sends.
     pub win: u16,
     pub sack: Option<(u32, u32)>,
+    /// TTL / hop limit its segments arrive with.
+    pub ttl: u8,
 }
 
 /// A conversation between a remote client and a local server. Client
@@ -429,6 +439,7 @@ impl Lab {
                 ws: Some(7),
                 win: 512,
                 sack: None,
+                ttl: 64,
             },
             s: Side {
                 addr: sa,
@@ -438,6 +449,7 @@ impl Lab {
                 ws: Some(7),
                 win: 256,
                 sack: None,
+                ttl: 64,
             },
             middlebox: false,
         }
@@ -490,6 +502,7 @@ impl Lab {
             win: from.win,
             opts,
             payload,
+            ttl: Some(from.ttl),
         };
         let frame = tcp_frame(&self.net, (from.addr, from.port), (to.addr, to.port), &seg);
         let adv = payload as u32 + syn as u32 + fin as u32;

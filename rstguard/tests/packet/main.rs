@@ -4,6 +4,7 @@
 //! RST, and checks the verdict, the action, the counters and the flow state.
 //! Needs root.
 
+mod causes;
 mod evasion;
 mod harness;
 mod table;
