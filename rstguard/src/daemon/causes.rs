@@ -34,6 +34,14 @@ pub struct Window {
 }
 
 impl Window {
+    /// A window whose first sample is the daemon's start, when every
+    /// counter of the freshly loaded programs is zero.
+    pub fn started() -> Window {
+        let mut w = Window::default();
+        w.push(0, [[0; Cause::COUNT]; Direction::COUNT]);
+        w
+    }
+
     /// Adds the totals at `secs` (seconds since the daemon started).
     pub fn push(&mut self, secs: u64, totals: ByCause) {
         self.samples.push_back((secs, totals));
@@ -71,8 +79,9 @@ mod tests {
     #[test]
     fn the_window_keeps_five_minutes_of_differences() {
         let mut c = Counters::default();
-        let mut w = Window::default();
-        for secs in (0..=600).step_by(SAMPLE_SECS as usize) {
+        let mut w = Window::started();
+        assert_eq!(w.recent().1, 0);
+        for secs in (SAMPLE_SECS..=600).step_by(SAMPLE_SECS as usize) {
             // One refused connection a second, one abort a minute.
             c.slots[cause_slot(Direction::Egress, Cause::Refused)] = secs;
             c.slots[cause_slot(Direction::Ingress, Cause::Abort)] = secs / 60;

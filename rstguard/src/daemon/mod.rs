@@ -347,7 +347,7 @@ fn run_claimed(
         attached: attachments.iter().map(view).collect(),
         top: events::Top::default(),
         auto,
-        causes: causes::Window::default(),
+        causes: causes::Window::started(),
     }));
     shared.lock().expect("lock").publish();
     if let Some(l) = &metrics {
