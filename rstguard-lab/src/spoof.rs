@@ -137,14 +137,23 @@ impl Flood {
         let handle = ns.spawn(move || {
             let s = Spoofer::new(dst.is_ipv6());
             let mut rng = rand::thread_rng();
-            let deadline = Instant::now() + Duration::from_secs(max_secs);
+            let start = Instant::now();
+            let deadline = start + Duration::from_secs(max_secs);
+            let tick = Duration::from_millis(100);
             let mut sent = 0u64;
+            let mut next = start;
             while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
                 for _ in 0..per_tick {
                     s.rst(src, dst, rng.gen(), Some(rng.gen()));
                     sent += 1;
                 }
-                thread::sleep(Duration::from_millis(100));
+                // On a schedule, not a pause after each burst: on a slow
+                // or busy machine the rate stays the one asked for, as
+                // long as a burst takes less than a tick.
+                next += tick;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
+                }
             }
             sent
         });

@@ -87,7 +87,7 @@ impl LiveTransfer {
             })
         };
         ready_rx
-            .recv_timeout(Duration::from_secs(10))
+            .recv_timeout(crate::patience(Duration::from_secs(10)))
             .expect("the server listens");
         let mut t = Self::to(client, addr, FAST);
         t.received = received;
@@ -108,27 +108,32 @@ impl LiveTransfer {
         let client = {
             let stop = Arc::clone(&stop);
             client.spawn(move || {
-                let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                    .expect("connecting");
+                let mut c = std::net::TcpStream::connect_timeout(
+                    &addr,
+                    crate::patience(Duration::from_secs(5)),
+                )
+                .expect("connecting");
                 port_tx.send(c.local_addr().unwrap().port()).unwrap();
                 let chunk = vec![1u8; pace.0];
                 let mut sent = 0u64;
-                let deadline = Instant::now() + Duration::from_secs(120);
+                let deadline = Instant::now() + crate::patience(Duration::from_secs(120));
+                // A slower machine, a slower transfer (see `time_scale`).
+                let pause = Duration::from_millis(pace.1) * crate::time_scale();
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
                     c.write_all(&chunk).map_err(|e| e.kind())?;
                     sent += chunk.len() as u64;
-                    thread::sleep(Duration::from_millis(pace.1));
+                    thread::sleep(pause);
                 }
                 c.shutdown(Shutdown::Write).map_err(|e| e.kind())?;
                 // Wait for the peer's FIN (or its RST) so that all was read.
                 let mut rest = Vec::new();
-                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = c.set_read_timeout(Some(crate::patience(Duration::from_secs(10))));
                 c.read_to_end(&mut rest).map_err(|e| e.kind())?;
                 Ok(sent)
             })
         };
         let client_port = port_rx
-            .recv_timeout(Duration::from_secs(10))
+            .recv_timeout(crate::patience(Duration::from_secs(10)))
             .expect("connected");
         LiveTransfer {
             client_port,
@@ -146,7 +151,7 @@ impl LiveTransfer {
     /// Waits (bounded) until more bytes arrive: the flow is alive.
     pub fn assert_flowing(&self) {
         let before = self.received();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(5));
         while self.received() == before {
             assert!(
                 Instant::now() < deadline,
@@ -159,7 +164,7 @@ impl LiveTransfer {
     /// Waits (bounded) until the legacy peer receives more bytes.
     pub fn assert_flowing_to(&self, peer: &crate::legacy::LegacyPeer) {
         let before = peer.received();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(5));
         while peer.received() == before {
             assert!(
                 Instant::now() < deadline,
@@ -194,7 +199,8 @@ pub fn http_get(ns: &Netns, addr: &'static str, path: &'static str) -> (u16, Str
     ns.run(move || {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(addr).expect("connecting to the metrics endpoint");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(crate::patience(Duration::from_secs(10))))
+            .unwrap();
         write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).expect("reading the response");
@@ -240,7 +246,7 @@ pub fn serve_on<T: Send + 'static>(
         serve(l)
     });
     ready_rx
-        .recv_timeout(Duration::from_secs(10))
+        .recv_timeout(crate::patience(Duration::from_secs(10)))
         .expect("the listener is bound");
     handle
 }

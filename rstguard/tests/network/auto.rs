@@ -28,7 +28,7 @@ fn wait_level(ns: &Netns, want: &str, secs: u64) -> Duration {
             return start.elapsed();
         }
         assert!(
-            start.elapsed() < Duration::from_secs(secs),
+            start.elapsed() < rstguard_lab::patience(Duration::from_secs(secs)),
             "level {l}, not {want}, after {secs} s"
         );
         thread::sleep(Duration::from_millis(200));

@@ -50,7 +50,10 @@ fn attach_counts_traffic_and_rsts_then_detaches_on_sigterm() {
         c.read_to_end(&mut answer).unwrap();
         assert_eq!(answer, b"ok");
         // No listener: the server's stack answers with a RST (out via TC).
-        let refused = TcpStream::connect_timeout(&sockaddr(SERVER4, 5001), Duration::from_secs(5));
+        let refused = TcpStream::connect_timeout(
+            &sockaddr(SERVER4, 5001),
+            rstguard_lab::patience(Duration::from_secs(5)),
+        );
         assert_eq!(refused.unwrap_err().kind(), ErrorKind::ConnectionRefused);
         // Abort with SO_LINGER 0: our RST arrives at the server's XDP.
         let c = connect_retry(sockaddr(SERVER4, 5000));
@@ -168,9 +171,9 @@ fn enforce_survives_1000_blind_rsts_and_accounts_for_each() {
 }
 
 fn connect_retry(addr: std::net::SocketAddr) -> TcpStream {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + rstguard_lab::patience(Duration::from_secs(10));
     loop {
-        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+        match TcpStream::connect_timeout(&addr, rstguard_lab::patience(Duration::from_secs(2))) {
             Ok(s) => return s,
             Err(e) if Instant::now() < deadline => {
                 let _ = e;
