@@ -307,6 +307,12 @@ fn matrix(args: &Args) -> anyhow::Result<()> {
         "  (logs: {})",
         cmd::root().join("target/kernel-matrix").display()
     );
+    // The totals in the plain form CI reads.
+    let (passed, failed_tests) = runs
+        .iter()
+        .flat_map(|r| &r.layers)
+        .fold((0, 0), |(p, f), l| (p + l.passed, f + l.failed));
+    eprintln!("matrix: {passed} passed, {failed_tests} failed");
     if failed > 0 {
         bail!("{failed} kernel(s) of the matrix failed");
     }
