@@ -33,7 +33,11 @@ pub fn drain(mut r: impl Read) -> (u64, Option<std::io::ErrorKind>) {
 pub struct LiveTransfer {
     pub client_port: u16,
     received: Arc<std::sync::atomic::AtomicU64>,
+    /// What the client has written so far.
+    sent: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<std::sync::atomic::AtomicBool>,
+    /// The client writes nothing while this is set (see `pause`).
+    paused: Arc<std::sync::atomic::AtomicBool>,
     /// None when the server is not a kernel socket of this lab (a legacy peer).
     server: Option<JoinHandle<Option<std::io::ErrorKind>>>,
     client: JoinHandle<Result<u64, std::io::ErrorKind>>,
@@ -104,9 +108,13 @@ impl LiveTransfer {
             sync::atomic::{AtomicBool, AtomicU64},
         };
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
         let (port_tx, port_rx) = mpsc::channel();
         let client = {
             let stop = Arc::clone(&stop);
+            let paused = Arc::clone(&paused);
+            let written = Arc::clone(&written);
             client.spawn(move || {
                 let mut c = std::net::TcpStream::connect_timeout(
                     &addr,
@@ -120,8 +128,13 @@ impl LiveTransfer {
                 // A slower machine, a slower transfer (see `time_scale`).
                 let pause = Duration::from_millis(pace.1) * crate::time_scale();
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    if paused.load(Ordering::Relaxed) {
+                        thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
                     c.write_all(&chunk).map_err(|e| e.kind())?;
                     sent += chunk.len() as u64;
+                    written.store(sent, Ordering::Relaxed);
                     thread::sleep(pause);
                 }
                 c.shutdown(Shutdown::Write).map_err(|e| e.kind())?;
@@ -138,7 +151,9 @@ impl LiveTransfer {
         LiveTransfer {
             client_port,
             received: Arc::new(AtomicU64::new(0)),
+            sent: written,
             stop,
+            paused,
             server: None,
             client,
         }
@@ -146,6 +161,31 @@ impl LiveTransfer {
 
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
+    }
+
+    /// Stops the client writing and waits (bounded) until the server has
+    /// read everything written: the flow stays open and idle, its window
+    /// still, until [`LiveTransfer::resume`]. (For transfers with a server
+    /// of this lab, which counts what it reads.)
+    pub fn pause(&self) {
+        assert!(self.server.is_some(), "pause needs the lab's own server");
+        self.paused.store(true, Ordering::Relaxed);
+        // The client may be inside a write: let it finish and count it.
+        thread::sleep(Duration::from_millis(50));
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(10));
+        while self.received() != self.sent.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "the transfer did not drain: {} of {} bytes read",
+                self.received(),
+                self.sent.load(Ordering::Relaxed)
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::Relaxed);
     }
 
     /// Waits (bounded) until more bytes arrive: the flow is alive.
