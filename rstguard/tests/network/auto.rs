@@ -74,6 +74,7 @@ fn auto_escalates_under_a_flood_relaxes_after_it_and_honours_a_pin() {
         "escalated too fast ({took:?}): not one level at a time"
     );
     live.assert_flowing();
+    flood.wait_sent(2000);
     let sent = flood.stop();
     assert!(sent > 2000, "{sent}");
 
