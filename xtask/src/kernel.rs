@@ -458,7 +458,14 @@ fn boot_and_run(
     fs::write(&script_path, script)?;
 
     let console = out.join("console.log");
+    // vng runs its siblings (virtme-run) through PATH: put its venv first.
+    let path = format!(
+        "{}:{}",
+        venv_dir().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut child = Command::new(vng())
+        .env("PATH", path)
         .arg("-r")
         .arg(&c.vmlinuz)
         .args(["--disable-kvm", "--cpus", "2", "--memory", "3G"])
