@@ -32,7 +32,7 @@ pub fn start_transfer(lab: &Routed, peer: &LegacyPeer) -> LiveTransfer {
         .accepted
         .load(std::sync::atomic::Ordering::Relaxed);
     let t = LiveTransfer::to(&lab.client, addr, PACE);
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + crate::patience(Duration::from_secs(10));
     while peer.received() == 0
         || peer
             .stats

@@ -66,12 +66,16 @@ impl Daemon {
             .count()
             .saturating_sub(1);
         for _ in 0..want.max(1) {
-            match rx_attached.recv_timeout(Duration::from_secs(20)) {
+            match rx_attached.recv_timeout(crate::patience(Duration::from_secs(20))) {
                 Ok(line) if line.contains("error") => {
                     panic!("rstguard failed to start: {}", d.log())
                 }
                 Ok(_) => {}
-                Err(_) => panic!("rstguard did not attach within 20 s: {}", d.log()),
+                Err(_) => panic!(
+                    "rstguard did not attach within {:?}: {}",
+                    crate::patience(Duration::from_secs(20)),
+                    d.log()
+                ),
             }
         }
         d
@@ -92,7 +96,7 @@ impl Daemon {
 
     /// Waits (bounded) until the log has a line containing `what`.
     pub fn wait_log(&self, what: &str) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(10));
         loop {
             if let Some(l) = self
                 .stderr
@@ -135,7 +139,7 @@ impl Daemon {
     /// Waits at most 20 s for the process to exit, then collects stdout.
     fn wait(&mut self, why: &str) -> (i32, Vec<String>) {
         let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(20));
         let code = loop {
             if let Some(status) = child.try_wait().expect("waiting") {
                 break status.code().unwrap_or(-1);
@@ -147,7 +151,10 @@ impl Daemon {
             thread::sleep(Duration::from_millis(50));
         };
         // The stdout reader ends with the pipe.
-        while let Ok(line) = self.stdout_rx.recv_timeout(Duration::from_secs(2)) {
+        while let Ok(line) = self
+            .stdout_rx
+            .recv_timeout(crate::patience(Duration::from_secs(2)))
+        {
             self.stdout.push(line);
         }
         (code, self.stdout.clone())

@@ -81,7 +81,7 @@ impl LegacyPeer {
             })
         };
         ready_rx
-            .recv_timeout(std::time::Duration::from_secs(10))
+            .recv_timeout(crate::patience(std::time::Duration::from_secs(10)))
             .expect("the TAP device was created");
         LegacyPeer {
             stop,

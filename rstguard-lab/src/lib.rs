@@ -23,11 +23,30 @@ pub mod spoof;
 pub mod traffic;
 pub mod tunnel;
 
-use std::{path::PathBuf, process::Command};
+use std::{path::PathBuf, process::Command, time::Duration};
 
 pub use daemon::Daemon;
 pub use netns::{Netns, Pair, CLIENT4, CLIENT6, SERVER4, SERVER6};
 pub use traffic::{http_get, sockaddr, LiveTransfer, Outcome};
+
+/// How many times slower than this machine the lab's machine runs:
+/// `RSTGUARD_TEST_TIME_SCALE`, 1 when unset. The kernel matrix sets it for
+/// its guests (QEMU's TCG emulates every instruction). The lab then waits
+/// that many times longer for anything to happen, and paces its live
+/// transfers that many times slower (so that a window moves as far while
+/// the slower machine reads it); what the tests assert stays the same.
+pub fn time_scale() -> u32 {
+    std::env::var("RSTGUARD_TEST_TIME_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|&s| s >= 1)
+        .unwrap_or(1)
+}
+
+/// `d`, stretched by [`time_scale`]: a deadline for something to happen.
+pub fn patience(d: Duration) -> Duration {
+    d * time_scale()
+}
 
 /// The `rstguard` binary the lab runs: `RSTGUARD_BIN`, else the one built
 /// next to the running executable (test binaries live in `deps/` below it).

@@ -314,6 +314,8 @@ pub fn sweep_cut(
 /// stopped or `max_secs` pass.
 pub struct Flood {
     stop: Arc<AtomicBool>,
+    /// RSTs sent so far.
+    sent: Arc<std::sync::atomic::AtomicU64>,
     handle: JoinHandle<u64>,
 }
 
@@ -327,21 +329,47 @@ impl Flood {
     ) -> Flood {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
+        let sent_so_far = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = Arc::clone(&sent_so_far);
         let handle = ns.spawn(move || {
             let s = Spoofer::new(dst.is_ipv6());
             let mut rng = rand::thread_rng();
-            let deadline = Instant::now() + Duration::from_secs(max_secs);
+            let start = Instant::now();
+            let deadline = start + Duration::from_secs(max_secs);
+            let tick = Duration::from_millis(100);
             let mut sent = 0u64;
+            let mut next = start;
             while !flag.load(Ordering::Relaxed) && Instant::now() < deadline {
                 for _ in 0..per_tick {
                     s.rst(src, dst, rng.gen(), Some(rng.gen()));
                     sent += 1;
                 }
-                thread::sleep(Duration::from_millis(100));
+                counter.store(sent, Ordering::Relaxed);
+                // On a schedule, not a pause after each burst: on a slow
+                // or busy machine the rate stays the one asked for, as
+                // long as a burst takes less than a tick.
+                next += tick;
+                if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                    thread::sleep(wait);
+                }
             }
             sent
         });
-        Flood { stop, handle }
+        Flood {
+            stop,
+            sent: sent_so_far,
+            handle,
+        }
+    }
+
+    /// Waits (bounded by the lab's patience) until it has sent more than
+    /// `n` RSTs: on a slower machine a burst takes longer, and the flood
+    /// falls behind its schedule.
+    pub fn wait_sent(&self, n: u64) {
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(5));
+        while self.sent.load(Ordering::Relaxed) <= n && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops it; returns how many RSTs it sent.

@@ -33,9 +33,13 @@ pub fn drain(mut r: impl Read) -> (u64, Option<std::io::ErrorKind>) {
 pub struct LiveTransfer {
     pub client_port: u16,
     received: Arc<std::sync::atomic::AtomicU64>,
+    /// What the client has written so far.
+    sent: Arc<std::sync::atomic::AtomicU64>,
     stop: Arc<std::sync::atomic::AtomicBool>,
     /// Set: the server aborts (SO_LINGER 0, close): a legitimate RST.
     abort: Arc<std::sync::atomic::AtomicBool>,
+    /// The client writes nothing while this is set (see `pause`).
+    paused: Arc<std::sync::atomic::AtomicBool>,
     /// None when the server is not a kernel socket of this lab (a legacy peer).
     server: Option<JoinHandle<Option<std::io::ErrorKind>>>,
     client: JoinHandle<Result<u64, std::io::ErrorKind>>,
@@ -132,7 +136,7 @@ impl LiveTransfer {
             })
         };
         ready_rx
-            .recv_timeout(Duration::from_secs(10))
+            .recv_timeout(crate::patience(Duration::from_secs(10)))
             .expect("the server listens");
         let mut t = Self::to_with(client, addr, opts);
         t.received = received;
@@ -163,36 +167,49 @@ impl LiveTransfer {
         };
         let pace = opts.pace;
         let stop = Arc::new(AtomicBool::new(false));
+        let paused = Arc::new(AtomicBool::new(false));
+        let written = Arc::new(AtomicU64::new(0));
         let (port_tx, port_rx) = mpsc::channel();
         let client = {
             let stop = Arc::clone(&stop);
+            let paused = Arc::clone(&paused);
+            let written = Arc::clone(&written);
             client.spawn(move || {
                 let mut c = connect(addr, opts.df_clear);
                 port_tx.send(c.local_addr().unwrap().port()).unwrap();
                 let chunk = vec![1u8; pace.0];
                 let mut sent = 0u64;
-                let deadline = Instant::now() + Duration::from_secs(120);
+                let deadline = Instant::now() + crate::patience(Duration::from_secs(120));
+                // A slower machine, a slower transfer (see `time_scale`).
+                let pause = Duration::from_millis(pace.1) * crate::time_scale();
                 while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    if paused.load(Ordering::Relaxed) {
+                        thread::sleep(Duration::from_millis(10));
+                        continue;
+                    }
                     c.write_all(&chunk).map_err(|e| e.kind())?;
                     sent += chunk.len() as u64;
-                    thread::sleep(Duration::from_millis(pace.1));
+                    written.store(sent, Ordering::Relaxed);
+                    thread::sleep(pause);
                 }
                 c.shutdown(Shutdown::Write).map_err(|e| e.kind())?;
                 // Wait for the peer's FIN (or its RST) so that all was read.
                 let mut rest = Vec::new();
-                let _ = c.set_read_timeout(Some(Duration::from_secs(10)));
+                let _ = c.set_read_timeout(Some(crate::patience(Duration::from_secs(10))));
                 c.read_to_end(&mut rest).map_err(|e| e.kind())?;
                 Ok(sent)
             })
         };
         let client_port = port_rx
-            .recv_timeout(Duration::from_secs(10))
+            .recv_timeout(crate::patience(Duration::from_secs(10)))
             .expect("connected");
         LiveTransfer {
             client_port,
             received: Arc::new(AtomicU64::new(0)),
+            sent: written,
             stop,
             abort: Arc::new(AtomicBool::new(false)),
+            paused,
             server: None,
             client,
         }
@@ -202,10 +219,35 @@ impl LiveTransfer {
         self.received.load(Ordering::Relaxed)
     }
 
+    /// Stops the client writing and waits (bounded) until the server has
+    /// read everything written: the flow stays open and idle, its window
+    /// still, until [`LiveTransfer::resume`]. (For transfers with a server
+    /// of this lab, which counts what it reads.)
+    pub fn pause(&self) {
+        assert!(self.server.is_some(), "pause needs the lab's own server");
+        self.paused.store(true, Ordering::Relaxed);
+        // The client may be inside a write: let it finish and count it.
+        thread::sleep(Duration::from_millis(50));
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(10));
+        while self.received() != self.sent.load(Ordering::Relaxed) {
+            assert!(
+                Instant::now() < deadline,
+                "the transfer did not drain: {} of {} bytes read",
+                self.received(),
+                self.sent.load(Ordering::Relaxed)
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn resume(&self) {
+        self.paused.store(false, Ordering::Relaxed);
+    }
+
     /// Waits (bounded) until more bytes arrive: the flow is alive.
     pub fn assert_flowing(&self) {
         let before = self.received();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(5));
         while self.received() == before {
             assert!(
                 Instant::now() < deadline,
@@ -218,7 +260,7 @@ impl LiveTransfer {
     /// Waits (bounded) until the legacy peer receives more bytes.
     pub fn assert_flowing_to(&self, peer: &crate::legacy::LegacyPeer) {
         let before = peer.received();
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let deadline = Instant::now() + crate::patience(Duration::from_secs(5));
         while peer.received() == before {
             assert!(
                 Instant::now() < deadline,
@@ -287,7 +329,7 @@ fn connect(addr: SocketAddr, df_clear: bool) -> std::net::TcpStream {
         };
         assert_eq!(r, 0, "IP_MTU_DISCOVER: {}", std::io::Error::last_os_error());
     }
-    s.connect_timeout(&addr.into(), Duration::from_secs(5))
+    s.connect_timeout(&addr.into(), crate::patience(Duration::from_secs(5)))
         .expect("connecting");
     s.into()
 }
@@ -297,7 +339,8 @@ pub fn http_get(ns: &Netns, addr: &'static str, path: &'static str) -> (u16, Str
     ns.run(move || {
         use std::io::Write;
         let mut s = std::net::TcpStream::connect(addr).expect("connecting to the metrics endpoint");
-        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.set_read_timeout(Some(crate::patience(Duration::from_secs(10))))
+            .unwrap();
         write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
         let mut text = String::new();
         s.read_to_string(&mut text).expect("reading the response");
@@ -343,7 +386,7 @@ pub fn serve_on<T: Send + 'static>(
         serve(l)
     });
     ready_rx
-        .recv_timeout(Duration::from_secs(10))
+        .recv_timeout(crate::patience(Duration::from_secs(10)))
         .expect("the listener is bound");
     handle
 }

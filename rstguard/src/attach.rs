@@ -13,7 +13,6 @@ use aya::programs::{
     xdp::XdpLinkId,
     LinkOrder, ProgramError, TcAttachType, XdpMode,
 };
-use aya::util::KernelVersion;
 use rstguard_common::state::{TC_HOOK_CLSACT, TC_HOOK_TCX, XDP_MODE_NATIVE, XDP_MODE_SKB};
 use tracing::{info, warn};
 
@@ -293,7 +292,7 @@ fn attach_tc(loaded: &mut Loaded, iface: &Iface) -> Result<(SchedClassifierLinkI
         iface: iface.name.clone(),
         source: e,
     };
-    let tcx = KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0));
+    let tcx = crate::kernel::has_tcx();
     if !tcx {
         // Older kernels: the classifier hangs off a clsact qdisc, which may
         // already be there (another tool's, or ours from before).

@@ -35,6 +35,12 @@ pub fn check(current: KernelVersion) -> Result<(), Error> {
     Ok(())
 }
 
+/// Whether the egress classifier attaches through TCX (6.6 and later; a
+/// clsact qdisc before).
+pub fn has_tcx() -> bool {
+    KernelVersion::current().is_ok_and(|v| v >= KernelVersion::new(6, 6, 0))
+}
+
 /// The running kernel's release, as `uname -r` prints it (for messages).
 pub fn release() -> String {
     nix::sys::utsname::uname()

@@ -430,8 +430,12 @@ fn boot_and_run(
     // The guest script: a BPF filesystem (the lab mounts private ones per
     // test too), then each layer with a timeout, its output and exit code
     // in the shared directory, its start and end on the console.
-    let mut script =
-        String::from("set -u\nmount -t bpf bpf /sys/fs/bpf 2>/dev/null\nmkdir -p /run/netns\n");
+    // /dev/net/tun appears only once its module is loaded (the legacy
+    // peer's TAP device), and nothing in the guest loads it on demand.
+    let mut script = String::from(
+        "set -u\nmount -t bpf bpf /sys/fs/bpf 2>/dev/null\nmkdir -p /run/netns\n\
+         modprobe -q tun || true\n",
+    );
     script.push_str(&format!(
         "export RSTGUARD_TEST_TIME_SCALE={TCG_TIME_SCALE} LOGS_DIRECTORY={out} RUST_BACKTRACE=1\n",
         out = shell_quote(&out.to_string_lossy())
@@ -454,7 +458,14 @@ fn boot_and_run(
     fs::write(&script_path, script)?;
 
     let console = out.join("console.log");
+    // vng runs its siblings (virtme-run) through PATH: put its venv first.
+    let path = format!(
+        "{}:{}",
+        venv_dir().join("bin").display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     let mut child = Command::new(vng())
+        .env("PATH", path)
         .arg("-r")
         .arg(&c.vmlinuz)
         .args(["--disable-kvm", "--cpus", "2", "--memory", "3G"])

@@ -208,12 +208,15 @@ fn build_test_binaries(layers: &[Layer]) -> anyhow::Result<Vec<(&'static str, Pa
             found.push((l.name(), PathBuf::from(exe)));
         }
     }
+    // In the layers' order (cargo reports them as they finish).
+    let mut ordered = Vec::new();
     for l in layers {
-        if !found.iter().any(|(n, _)| *n == l.name()) {
+        let Some(i) = found.iter().position(|(n, _)| *n == l.name()) else {
             bail!("cargo built no test binary for the {} layer", l.name());
-        }
+        };
+        ordered.push(found.swap_remove(i));
     }
-    Ok(found)
+    Ok(ordered)
 }
 
 /// `--kernel`: the packet and network layers inside each kernel, a
@@ -307,6 +310,12 @@ fn matrix(args: &Args) -> anyhow::Result<()> {
         "  (logs: {})",
         cmd::root().join("target/kernel-matrix").display()
     );
+    // The totals in the plain form CI reads.
+    let (passed, failed_tests) = runs
+        .iter()
+        .flat_map(|r| &r.layers)
+        .fold((0, 0), |(p, f), l| (p + l.passed, f + l.failed));
+    eprintln!("matrix: {passed} passed, {failed_tests} failed");
     if failed > 0 {
         bail!("{failed} kernel(s) of the matrix failed");
     }

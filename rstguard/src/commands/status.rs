@@ -182,7 +182,12 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
                     xdp_mode: XdpModeInForce::from_raw(i.xdp_mode),
                     egress: TcHook::from_raw(i.tc_hook),
                     xdp_attached: running && link_exists(i.xdp_link_id),
-                    egress_attached: running && link_exists(i.tc_link_id),
+                    // A clsact filter is no link: it is there while the
+                    // daemon that attached it runs (it removes it on exit;
+                    // after a crash `detach` does).
+                    egress_attached: running
+                        && (TcHook::from_raw(i.tc_hook) == Some(TcHook::Clsact)
+                            || link_exists(i.tc_link_id)),
                     link: if i.link == LINK_IP { "ip" } else { "ethernet" },
                     level: maps
                         .policy(i.ifindex)

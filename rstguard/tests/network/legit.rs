@@ -53,11 +53,15 @@ fn expected(cause: Cause) -> ErrorKind {
     }
 }
 
-const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long anything may take (stretched on slow machines, see
+/// `rstguard_lab::time_scale`).
+fn timeout() -> Duration {
+    rstguard_lab::patience(Duration::from_secs(5))
+}
 
 fn connect(addr: SocketAddr) -> TcpStream {
-    let c = TcpStream::connect_timeout(&addr, TIMEOUT).expect("connecting");
-    c.set_read_timeout(Some(TIMEOUT)).unwrap();
+    let c = TcpStream::connect_timeout(&addr, timeout()).expect("connecting");
+    c.set_read_timeout(Some(timeout())).unwrap();
     c
 }
 
@@ -143,7 +147,7 @@ fn reproduce(lab: &Routed, cause: Cause, v6: bool, port: u16) -> ErrorKind {
     let server_addr = SERVER.addr(v6, port);
     if cause == Cause::Refused {
         return lab.client.run(move || {
-            TcpStream::connect_timeout(&server_addr, TIMEOUT)
+            TcpStream::connect_timeout(&server_addr, timeout())
                 .map_or_else(|e| e.kind(), |_| ErrorKind::Other)
         });
     }
@@ -153,7 +157,7 @@ fn reproduce(lab: &Routed, cause: Cause, v6: bool, port: u16) -> ErrorKind {
         let l = TcpListener::bind(server_addr).expect("binding");
         ready_tx.send(()).unwrap();
         let (s, peer) = l.accept().expect("accepting");
-        s.set_read_timeout(Some(TIMEOUT)).unwrap();
+        s.set_read_timeout(Some(timeout())).unwrap();
         match cause {
             Cause::UnreadData => {
                 // Wait until the client's bytes sit unread in the queue.
@@ -172,7 +176,7 @@ fn reproduce(lab: &Routed, cause: Cause, v6: bool, port: u16) -> ErrorKind {
             }
             Cause::FirewallReset => {
                 // Keep the socket open and read; the firewall interrupts.
-                let _ = go_rx.recv_timeout(TIMEOUT);
+                let _ = go_rx.recv_timeout(timeout());
                 let _ = (&s).read(&mut [0u8; 1024]);
                 thread::sleep(Duration::from_millis(500));
             }
@@ -188,7 +192,9 @@ fn reproduce(lab: &Routed, cause: Cause, v6: bool, port: u16) -> ErrorKind {
             Cause::Refused => unreachable!(),
         }
     });
-    ready_rx.recv_timeout(TIMEOUT).expect("the server listens");
+    ready_rx
+        .recv_timeout(timeout())
+        .expect("the server listens");
     let router = &lab.router;
     let outcome = match cause {
         Cause::UnreadData => lab.client.run(move || {
@@ -211,11 +217,11 @@ fn reproduce(lab: &Routed, cause: Cause, v6: bool, port: u16) -> ErrorKind {
             let client = lab.client.spawn(move || {
                 let c = connect(server_addr);
                 cport_tx.send(c.local_addr().unwrap().port()).unwrap();
-                fw_rx.recv_timeout(TIMEOUT).expect("the firewall rule");
+                fw_rx.recv_timeout(timeout()).expect("the firewall rule");
                 (&c).write_all(b"through the firewall?").unwrap();
                 read_until_error(&c)
             });
-            let _cport = cport_rx.recv_timeout(TIMEOUT).expect("connected");
+            let _cport = cport_rx.recv_timeout(timeout()).expect("connected");
             router.exec(&[
                 "nft",
                 &format!(
