@@ -154,8 +154,13 @@ pub struct Facts {
     /// it may lie unread there.
     pub data_unread: bool,
     /// A RST from the same sender already passed (or was dropped for its
-    /// TTL) on this flow.
+    /// TTL) on this flow...
     pub after_rst: bool,
+    /// ...with this TTL / hop limit.
+    pub first_rst_ttl: u8,
+    /// A RST (from either side) is on record: `last_seen` holds its TTL,
+    /// not a time (see [`note_rst`]).
+    pub rst_on_record: bool,
 }
 
 impl Facts {
@@ -175,6 +180,8 @@ impl Facts {
             last_seen: flow.seen,
             data_unread: r.has(HALF_DATA_LAST),
             after_rst: flow.has(FLOW_RST_SEEN) && flow.has(FLOW_RST_FROM_HI) != sender_is_lo,
+            first_rst_ttl: flow.seen as u8,
+            rst_on_record: flow.has(FLOW_RST_SEEN),
         }
     }
 
@@ -215,9 +222,13 @@ impl Thresholds {
 }
 
 impl Facts {
-    /// How long the flow had carried nothing at `now`, in [`Seen`] units.
+    /// How long the flow had carried nothing at `now`, in [`Seen`] units
+    /// (0 while a RST is on record: then nobody asks).
     #[inline(always)]
     pub fn idle(&self, now: impl Clock) -> Seen {
+        if self.rst_on_record {
+            return 0;
+        }
         seen(now.now()).wrapping_sub(self.last_seen)
     }
 }
@@ -241,10 +252,15 @@ pub fn of_rst(verdict: Verdict, f: &Facts, t: &Thresholds, now: impl Clock) -> C
         | Verdict::FragmentedRst
         | Verdict::HeaderUnreachable => Cause::Hidden,
         Verdict::InWindow | Verdict::OutOfWindow | Verdict::RateLimited | Verdict::BadSynAck => {
-            // After a RST from the same sender, one with another sequence
-            // number from another distance: an injector's burst (a real
-            // stack answers every later segment from RCV.NXT, exactly).
-            if f.after_rst && ttl_differs(f.peer_ttl, f.rst_ttl, t.ttl_slack) {
+            // After a RST from the same sender from another distance,
+            // another one with another sequence number, from another
+            // distance again: an injector's burst (a real stack answers
+            // every later segment from RCV.NXT, exactly, from its own
+            // distance). After the peer's own RST, a blind guess stays one.
+            if f.after_rst
+                && ttl_differs(f.peer_ttl, f.first_rst_ttl, t.ttl_slack)
+                && ttl_differs(f.peer_ttl, f.rst_ttl, t.ttl_slack)
+            {
                 Cause::Injected
             } else {
                 Cause::Blind
@@ -306,11 +322,14 @@ pub fn proves_injection(flow: &Flow, sender_is_lo: bool, seg: &Segment, ttl_slac
         && !ttl_differs(s.ttl, seg.ttl, ttl_slack)
 }
 
-/// Records that a RST from the `sender_is_lo` side passed (or was dropped
-/// for its distance): the evidence [`proves_injection`] and a second RST
-/// are weighed against.
+/// Records that a RST from the `sender_is_lo` side, with TTL / hop limit
+/// `ttl`, passed (or was dropped for its distance): the evidence
+/// [`proves_injection`] and a second RST are weighed against. The TTL
+/// takes the place of `seen` until [`clear_rst`] (the flow is closed, or
+/// its RST suspect: how long it idled matters no more).
 #[inline(always)]
-pub fn note_rst(flow: &mut Flow, sender_is_lo: bool) {
+pub fn note_rst(flow: &mut Flow, sender_is_lo: bool, ttl: u8) {
+    flow.seen = ttl as u16;
     flow.flags |= FLOW_RST_SEEN;
     if sender_is_lo {
         flow.flags &= !FLOW_RST_FROM_HI;
@@ -320,10 +339,11 @@ pub fn note_rst(flow: &mut Flow, sender_is_lo: bool) {
 }
 
 /// Clears the record of [`note_rst`] once the injection is proven (it is
-/// counted once).
+/// counted once); the flow carried a segment at `now`.
 #[inline(always)]
-pub fn clear_rst(flow: &mut Flow) {
+pub fn clear_rst(flow: &mut Flow, now: Seen) {
     flow.flags &= !(FLOW_RST_SEEN | FLOW_RST_FROM_HI);
+    flow.seen = now;
 }
 
 /// `RstEvent::evidence` bits: what the cause rests on, for the one-line

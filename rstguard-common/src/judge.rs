@@ -219,7 +219,7 @@ pub fn judge(
         set_state(flow, FlowState::Closed, &now);
     }
     if (verdict == Verdict::Exact && action == Action::Pass) || verdict == Verdict::TtlMismatch {
-        note_rst(flow, sender_is_lo);
+        note_rst(flow, sender_is_lo, rst.ttl);
     }
     Judgement {
         verdict,

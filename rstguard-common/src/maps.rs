@@ -9,8 +9,6 @@ pub const EVENTS: &str = "EVENTS";
 pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
 /// How often the daemon refills [`EVENT_BUDGET`].
 pub const EVENT_REFILL_MS: u64 = 100;
-/// Events per CPU per refill, by default (1,000 a second per CPU).
-pub const DEFAULT_EVENT_BUDGET: u32 = 100;
 
 /// Single-entry array of [`crate::DaemonState`], written by the daemon.
 pub const STATE: &str = "STATE";

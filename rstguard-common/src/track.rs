@@ -30,9 +30,9 @@
 use crate::{
     clock::{seen, units, Clock, Seen, Units},
     flow::{
-        Flow, FlowHalf, FlowState, FLOW_HI_INITIATOR, FLOW_PICKED_UP, FLOW_STATE_SHIFT, FLOW_WOKE,
-        HALF_ACK, HALF_DATA_LAST, HALF_FIN, HALF_LOCAL, HALF_SACK, HALF_SEEN, HALF_SYN,
-        HALF_SYN_WIN, WSCALE_NONE, WSCALE_UNKNOWN,
+        Flow, FlowHalf, FlowState, FLOW_HI_INITIATOR, FLOW_PICKED_UP, FLOW_RST_SEEN,
+        FLOW_STATE_SHIFT, FLOW_WOKE, HALF_ACK, HALF_DATA_LAST, HALF_FIN, HALF_LOCAL, HALF_SACK,
+        HALF_SEEN, HALF_SYN, HALF_SYN_WIN, WSCALE_NONE, WSCALE_UNKNOWN,
     },
     seq::{after, before},
     tcp::{Segment, ACK, FIN, SYN},
@@ -420,6 +420,10 @@ pub const IDLE_WAKE: Seen = 2;
 /// then sees the whole gap. The next segment moves it on.
 #[inline(always)]
 pub fn touch(flow: &mut Flow, now: Seen) {
+    if flow.has(FLOW_RST_SEEN) {
+        // `seen` holds the TTL of the RST on record (see `cause::note_rst`).
+        return;
+    }
     if now.wrapping_sub(flow.seen) >= IDLE_WAKE && !flow.has(FLOW_WOKE) {
         flow.flags |= FLOW_WOKE;
     } else {

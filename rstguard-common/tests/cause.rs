@@ -343,6 +343,23 @@ fn a_burst_of_rsts_from_another_distance_is_injected() {
     // A blind RST from the peer's own distance stays blind.
     let j = conn.rst(SERVER, conn.s + 600, Some(conn.c), SERVER_TTL, &strict);
     assert_eq!(j.cause, Cause::Blind);
+    // After the peer's own RST (its distance), a blind RST from another
+    // distance is a blind guess, not an injector's burst.
+    let mut conn = Conn::open();
+    conn.send(SERVER, 3000, ACK);
+    conn.send(CLIENT, 0, ACK);
+    let j = conn.rst(SERVER, conn.s, Some(conn.c), SERVER_TTL, &strict);
+    assert_eq!(j.cause, Cause::Abort);
+    let j = conn.rst(SERVER, conn.s + 300, Some(conn.c), 48, &strict);
+    assert_eq!((j.verdict, j.cause), (Verdict::InWindow, Cause::Blind));
+    let j = conn.rst(
+        SERVER,
+        conn.s.wrapping_add(1 << 30),
+        Some(conn.c),
+        48,
+        &strict,
+    );
+    assert_eq!((j.verdict, j.cause), (Verdict::OutOfWindow, Cause::Blind));
     // Without a RST first, another distance alone is no burst.
     let mut conn = Conn::open();
     let j = conn.rst(SERVER, conn.s + 300, Some(conn.c), 48, &strict);
@@ -429,11 +446,10 @@ fn seen_units_round_trip_and_round_up() {
 }
 
 fn any_facts() -> impl Strategy<Value = Facts> {
-    (any::<[bool; 5]>(), any::<u8>(), any::<u8>(), any::<u16>()).prop_map(
+    (any::<[bool; 6]>(), any::<[u8; 3]>(), any::<u16>()).prop_map(
         |(
-            [rst_ack, answers_syn, sender_closed, data_unread, after_rst],
-            rst_ttl,
-            peer_ttl,
+            [rst_ack, answers_syn, sender_closed, data_unread, after_rst, rst_on_record],
+            [rst_ttl, peer_ttl, first_rst_ttl],
             last_seen,
         )| Facts {
             rst_ack,
@@ -444,6 +460,8 @@ fn any_facts() -> impl Strategy<Value = Facts> {
             last_seen,
             data_unread,
             after_rst,
+            first_rst_ttl,
+            rst_on_record,
         },
     )
 }

@@ -8,7 +8,7 @@
 use aya_ebpf::helpers::bpf_ktime_get_coarse_ns;
 use rstguard_common::{
     cause::{self, Facts, EVIDENCE_DATA_AFTER},
-    clock::{Clock, Lazy},
+    clock::{seen, Clock, Lazy},
     counter::{cause_slot, rst_slot},
     flow::{FLOW_RST_SEEN, HALF_ACK},
     judge::{self, Judgement},
@@ -81,7 +81,7 @@ pub fn learn(
             if let Some((f, _)) = found {
                 // SAFETY: as above.
                 let flow = unsafe { &mut *f };
-                cause::clear_rst(flow);
+                cause::clear_rst(flow, seen(clock().now()));
                 injection_proven(pkt, flow, ifindex, c);
             }
         }

@@ -86,8 +86,14 @@ fn trim<K: Copy + Eq + std::hash::Hash>(m: &mut HashMap<K, u64>) {
     m.retain(|_, c| *c > cut);
 }
 
+/// The events each CPU may send per refill, for `per_sec` a second (at
+/// least one when any are allowed).
+pub fn per_tick(per_sec: u32) -> u32 {
+    (per_sec / (1000 / EVENT_REFILL_MS as u32)).max(u32::from(per_sec > 0))
+}
+
 /// Refills every CPU's event budget to `per_tick`.
-fn refill(budget: &mut PerCpuArray<MapData, u32>, per_tick: u32) {
+pub fn refill(budget: &mut PerCpuArray<MapData, u32>, per_tick: u32) {
     let Ok(ncpus) = aya::util::nr_cpus() else {
         return;
     };

@@ -27,7 +27,7 @@ use std::{
 
 use anyhow::Context as _;
 use rstguard_common::{
-    maps::{EVENT_REFILL_MS, POLICY_DEFAULT},
+    maps::POLICY_DEFAULT,
     policy::POLICY_PINNED,
     state::{IfaceState, LINK_ETHERNET, LINK_IP, MAX_IFACES},
     DaemonState, Policy,
@@ -314,6 +314,11 @@ fn run_claimed(
         }
     }
 
+    // The programs take an event only from their budget: fill it before
+    // they go live, so that the first RSTs are recorded too.
+    if let Some(budget) = loaded.event_budget.as_mut() {
+        events::refill(budget, events::per_tick(settings.event_budget));
+    }
     let attachments = attach_all(&mut loaded, ifaces, |name| settings.mode_for(name))?;
     if let Err(e) = loaded.maps.pin(pins) {
         detach_all(&mut loaded, attachments);
@@ -439,12 +444,11 @@ async fn serve(
         attachments,
     } = cx;
     let _metrics = metrics.map(|l| tokio::spawn(metrics::serve(l, Arc::clone(shared))));
-    let per_tick = settings.event_budget / (1000 / EVENT_REFILL_MS as u32);
     let _events = ring.map(|(r, budget)| {
         tokio::spawn(events::run(
             r,
             budget,
-            per_tick.max(u32::from(settings.event_budget > 0)),
+            events::per_tick(settings.event_budget),
             Arc::clone(shared),
             settings.log_events_per_sec,
         ))
