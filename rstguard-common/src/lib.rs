@@ -21,6 +21,7 @@ pub mod judge;
 pub mod maps;
 pub mod policy;
 pub mod seq;
+pub mod socket;
 pub mod state;
 pub mod tcp;
 pub mod track;

@@ -12,6 +12,7 @@ unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Policy {}
 unsafe impl aya::Pod for DaemonState {}
 unsafe impl aya::Pod for RstEvent {}
+unsafe impl aya::Pod for crate::socket::SockFields {}
 
 impl fmt::Display for Level {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
