@@ -64,10 +64,13 @@ pub enum Counter {
     IgnoredAckOutOfRange,
     IgnoredFinOutOfOrder,
     IgnoredLocalSpoof,
+    /// RSTs judged against the host's own sockets (socket mode); the others
+    /// were judged against the flow table.
+    SocketRst,
 }
 
 /// Number of [`Counter`] slots before the RST verdict slots.
-pub const FIXED_COUNTERS: usize = Counter::IgnoredLocalSpoof as usize + 1;
+pub const FIXED_COUNTERS: usize = Counter::SocketRst as usize + 1;
 /// Total number of slots in [`Counters`].
 pub const COUNTER_SLOTS: usize = FIXED_COUNTERS + Verdict::COUNT * 2;
 
@@ -169,6 +172,7 @@ impl Counter {
         Counter::IgnoredAckOutOfRange,
         Counter::IgnoredFinOutOfOrder,
         Counter::IgnoredLocalSpoof,
+        Counter::SocketRst,
     ];
 
     /// The counter of segments ignored for `why`.
@@ -213,6 +217,7 @@ impl Counter {
             Counter::IgnoredAckOutOfRange => Ignored(Ignore::AckOutOfRange),
             Counter::IgnoredFinOutOfOrder => Ignored(Ignore::FinOutOfOrder),
             Counter::IgnoredLocalSpoof => Ignored(Ignore::LocalSpoof),
+            Counter::SocketRst => Hook("xdp", "socket_rst"),
         }
     }
 
@@ -236,6 +241,7 @@ impl Counter {
             Counter::IgnoredAckOutOfRange => "ignored_ack_out_of_range",
             Counter::IgnoredFinOutOfOrder => "ignored_fin_out_of_order",
             Counter::IgnoredLocalSpoof => "ignored_local_spoof",
+            Counter::SocketRst => "xdp_socket_rst",
             other => match other.kind() {
                 CounterKind::ParseError(kind) => kind,
                 _ => "unnamed",
