@@ -21,6 +21,8 @@ mod flows;
 mod maps;
 #[path = "parse.rs"]
 mod parse;
+#[path = "socket.rs"]
+mod socket;
 #[path = "tc.rs"]
 mod tc;
 #[path = "xdp.rs"]

@@ -7,6 +7,7 @@
 mod flows;
 mod maps;
 mod parse;
+mod socket;
 mod tc;
 mod xdp;
 

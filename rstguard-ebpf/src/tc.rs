@@ -10,6 +10,7 @@ use crate::{
     flows,
     maps::{attached, bump, counters, iface, scratch, Iface, Scratch},
     parse::{parse, read_options, Cursor, Skip},
+    socket,
 };
 
 /// `TC_ACT_UNSPEC` under clsact, `TCX_NEXT` under TCX: let the next program
@@ -74,7 +75,8 @@ pub fn run(ctx: &TcContext) -> i32 {
         } else {
             bump(c, Counter::TcForwardedRst);
         }
-    } else if local {
+    } else if local && !socket::by_socket(ifindex, &pkt.src) {
+        // (The host's own flows that socket mode judges are not tracked.)
         flows::learn(pkt, Origin::Local, flow, slot, c);
     } else if !attached(came_in) {
         // Forwarded from an interface without rstguard: not seen before.

@@ -11,6 +11,7 @@ use crate::{
     flows,
     maps::{bump, counters, iface, scratch, Iface, Scratch},
     parse::{parse, read_options, Cursor, Skip},
+    socket,
 };
 
 /// Everything we are not interested in, and everything we cannot parse,
@@ -60,13 +61,23 @@ pub fn run(ctx: &XdpContext) -> u32 {
     if pkt.bad_options {
         bump(c, Counter::BadTcpOptions);
     }
+    // Socket mode: segments to this host's own sockets are judged by the
+    // socket (RSTs) or only counted (the rest); see socket.rs.
+    let by_socket = socket::by_socket(ifindex, &pkt.dst);
     if pkt.seg.has(RST) {
         bump(c, Counter::XdpRst);
-        return match flows::judge_rst(pkt, ifindex, slot, c) {
+        let action = if by_socket {
+            socket::judge_rst(ctx, pkt, ifindex, slot, c)
+        } else {
+            flows::judge_rst(pkt, ifindex, slot, c)
+        };
+        return match action {
             Action::Pass => XDP_PASS,
             Action::Drop => XDP_DROP,
         };
     }
-    flows::learn(pkt, Origin::Claim, flow, slot, c);
+    if !by_socket {
+        flows::learn(pkt, Origin::Claim, flow, slot, c);
+    }
     XDP_PASS
 }
