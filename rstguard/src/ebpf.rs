@@ -1,11 +1,11 @@
 //! The embedded eBPF object: loading it and its two programs.
 
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Map, MapData, PerCpuArray, RingBuf},
     programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
-use rstguard_common::maps;
+use rstguard_common::{maps, socket::SockFields};
 
 use crate::{error::Error, maps::Maps};
 
@@ -38,12 +38,16 @@ pub fn check_kernel(current: aya::util::KernelVersion) -> Result<(), Error> {
 pub struct LoadOptions {
     /// Flow table capacity.
     pub flows: u32,
+    /// Socket mode's field offsets (`SockFields::DISABLED`: off; see
+    /// `crate::socket`).
+    pub sock_fields: SockFields,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             flows: maps::DEFAULT_FLOWS,
+            sock_fields: SockFields::DISABLED,
         }
     }
 }
@@ -83,6 +87,11 @@ impl Loaded {
         }
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::FLOWS, opts.flows)
+            .override_global(
+                rstguard_common::socket::SOCK_FIELDS,
+                &opts.sock_fields,
+                true,
+            )
             .load(object)
             .map_err(|e| Error::Load(Box::new(e)))?;
         for name in extra_xdp {
@@ -109,6 +118,11 @@ impl Loaded {
             events: Some(events),
             event_budget: Some(budget),
         })
+    }
+
+    /// Takes a map no other handle holds (socket mode's `LOCAL_ADDRS`).
+    pub fn take_map(&mut self, name: &str) -> Option<Map> {
+        self.ebpf.take_map(name)
     }
 
     pub fn xdp(&mut self) -> Result<&mut Xdp, Error> {

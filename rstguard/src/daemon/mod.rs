@@ -41,12 +41,13 @@ use crate::{
     config::{self, Settings},
     controller::{Controller, Direction, Sample},
     counters::{summary_line, Named},
-    ebpf::{LoadOptions, Loaded},
+    ebpf::LoadOptions,
     iface::{Iface, LinkType},
     maps::{Maps, SweepTtl},
     paths::PinDir,
     policy::describe,
     privileges::{self, ATTACH},
+    socket::{self, LocalAddrs, StateArg},
 };
 
 /// How long a flow closed by a RST stays in the table, and a flow in
@@ -82,6 +83,8 @@ pub struct Shared {
     pub top: events::Top,
     /// One controller per interface under `--policy auto` (else empty).
     pub auto: Vec<AutoIface>,
+    /// This host's own addresses, for socket mode (when it is on).
+    pub local: Option<LocalAddrs>,
 }
 
 impl Shared {
@@ -245,14 +248,37 @@ fn run_claimed(
         })?),
         None => None,
     };
-    let mut loaded = Loaded::load(&LoadOptions {
-        flows: settings.flows,
-    })?;
-    // Each interface gets its slot (counters, policy) before anything runs.
+    let wanted: Vec<StateArg> = ifaces.iter().map(|i| settings.state_for(&i.name)).collect();
+    let (mut loaded, availability) = socket::load(
+        &LoadOptions {
+            flows: settings.flows,
+            ..LoadOptions::default()
+        },
+        &wanted,
+    )?;
+    let mut local = match availability {
+        socket::Availability::On => {
+            let mut l = LocalAddrs::take(&mut loaded)?;
+            let n = l.refresh()?;
+            info!(
+                addresses = n,
+                "socket mode: this host's own addresses are judged by socket"
+            );
+            Some(l)
+        }
+        _ => None,
+    };
+    // Each interface gets its slot (counters, policy) and its state source
+    // before anything runs.
+    let mut sources = Vec::with_capacity(ifaces.len());
     for i in ifaces {
         loaded
             .maps
             .claim_slot(i.index, i.link == Some(LinkType::Ip))?;
+        let (source, why) = socket::in_force(settings.state_for(&i.name), &availability);
+        loaded.maps.set_source(i.index, source)?;
+        info!(iface = %i.name, state = %source.name(), "{}", socket::describe(source, why));
+        sources.push((i.index, source, why));
     }
     write_policy(
         &mut loaded.maps,
@@ -303,6 +329,10 @@ fn run_claimed(
     copy_str(&mut state.version, env!("CARGO_PKG_VERSION"));
     for (slot, a) in state.ifaces.iter_mut().zip(&attachments) {
         *slot = iface_state(a, &settings.policy);
+        if let Some((_, source, why)) = sources.iter().find(|(i, _, _)| *i == a.iface.index) {
+            slot.source = *source as u8;
+            slot.source_why = *why;
+        }
         if let Some(ctl) = auto.iter().find(|x| x.ifindex == a.iface.index) {
             slot.level = ctl.controller.level() as u8;
             slot.floor = ctl.controller.config.floor as u8;
@@ -316,6 +346,7 @@ fn run_claimed(
         attached: attachments.iter().map(view).collect(),
         top: events::Top::default(),
         auto,
+        local: local.take(),
     }));
     shared.lock().expect("lock").publish();
     if let Some(l) = &metrics {
@@ -453,6 +484,11 @@ async fn serve(
                     }
                 }
                 let mut s = shared.lock().expect("lock");
+                // Addresses come and go: socket mode follows them within a
+                // second (until then, RSTs to a new one are tracked).
+                if let Some(Err(e)) = s.local.as_mut().map(LocalAddrs::refresh) {
+                    warn!(error = %e, "socket mode: refreshing this host's addresses failed");
+                }
                 s.control(clock.elapsed().as_secs_f64());
                 if settings.interval > 0 && seconds.is_multiple_of(settings.interval) {
                     report(&s.maps, attachments, settings.json);
@@ -574,6 +610,8 @@ fn reload(args: &AttachArgs, settings: &mut Settings, shared: &Arc<Mutex<Shared>
     settings.interfaces = running.interfaces;
     settings.mode = running.mode;
     settings.iface_modes = running.iface_modes;
+    settings.state = running.state;
+    settings.iface_states = running.iface_states;
     settings.flows = running.flows;
     settings.metrics = running.metrics;
 }

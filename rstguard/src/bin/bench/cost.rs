@@ -26,8 +26,15 @@ pub const DRIVER_NS: f64 = 42.0;
 pub const LINE_RATE_NS: f64 = 67.2;
 
 pub fn load(flows: u32) -> Loaded {
-    let mut l = Loaded::load_object(BENCH_OBJECT, &LoadOptions { flows }, &EXTRA)
-        .expect("loading the bench object");
+    let mut l = Loaded::load_object(
+        BENCH_OBJECT,
+        &LoadOptions {
+            flows,
+            ..LoadOptions::default()
+        },
+        &EXTRA,
+    )
+    .expect("loading the bench object");
     let mut p = Policy {
         level: Level::Enforce as u8,
         ..Policy::default()

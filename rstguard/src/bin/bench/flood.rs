@@ -113,7 +113,10 @@ impl Reference {
         let handle = ns.spawn(move || {
             let mut l = Loaded::load_object(
                 BENCH_OBJECT,
-                &LoadOptions { flows: 1024 },
+                &LoadOptions {
+                    flows: 1024,
+                    ..LoadOptions::default()
+                },
                 &["bench_drop_rst"],
             )
             .expect("loading the reference");
