@@ -12,6 +12,7 @@
 
 pub mod attack;
 pub mod daemon;
+pub mod kernel_tcp;
 pub mod legacy;
 pub mod netns;
 pub mod routed;

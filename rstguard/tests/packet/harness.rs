@@ -71,8 +71,18 @@ impl Harness {
     }
 
     pub fn with_flows(level: Level, flows: u32) -> Harness {
+        Harness::with_options(
+            level,
+            &LoadOptions {
+                flows,
+                ..LoadOptions::default()
+            },
+        )
+    }
+
+    pub fn with_options(level: Level, opts: &LoadOptions) -> Harness {
         require_root();
-        let mut loaded = Loaded::load(&LoadOptions { flows }).expect("loading the eBPF object");
+        let mut loaded = Loaded::load(opts).expect("loading the eBPF object");
         let policy = Policy {
             level: level as u8,
             ..Policy::default()
