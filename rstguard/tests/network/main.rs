@@ -6,6 +6,7 @@ mod auto;
 mod blind;
 mod check;
 mod daemon;
+mod differential;
 mod legacy;
 mod legit;
 mod placement;
