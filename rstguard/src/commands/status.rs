@@ -1,6 +1,7 @@
 //! `rstguard status`: the daemon, its interfaces and hooks, the policy, the
 //! flow table's fill, and the most attacked flows and ports.
 
+use rstguard_common::socket::Source;
 use serde::Serialize;
 
 use super::{cstr, iface_name, print_json};
@@ -64,6 +65,11 @@ struct IfaceStatus {
     one_sided_rsts: u64,
     /// Segments that taught rstguard nothing (forged-looking), all reasons.
     ignored_segments: u64,
+    /// Where its RSTs are judged from (`socket`, `track`, `auto`), and why.
+    state: &'static str,
+    state_why: &'static str,
+    /// RSTs judged against the host's own sockets.
+    socket_rsts: u64,
 }
 
 #[derive(Serialize)]
@@ -131,6 +137,12 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
                     xdp_attached: running && link_exists(i.xdp_link_id),
                     egress_attached: running && link_exists(i.tc_link_id),
                     link: if i.link == LINK_IP { "ip" } else { "ethernet" },
+                    state: Source::from_raw(u32::from(i.source)).name(),
+                    state_why: crate::socket::describe(
+                        Source::from_raw(u32::from(i.source)),
+                        i.source_why,
+                    ),
+                    socket_rsts: c.get(rstguard_common::Counter::SocketRst),
                     level: maps
                         .policy(i.ifindex)
                         .ok()
@@ -254,6 +266,15 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             yes(i.egress_attached),
             i.level,
             auto
+        );
+        println!(
+            "  {:<12} state {}: {} ({} RST(s) judged by socket)",
+            "",
+            i.state,
+            i.state_why
+                .split_once(": ")
+                .map_or(i.state_why, |(_, why)| why),
+            i.socket_rsts
         );
         if i.one_sided_rsts > 0 {
             println!(
