@@ -75,9 +75,11 @@ pub fn run(ctx: &TcContext) -> i32 {
         } else {
             bump(c, Counter::TcForwardedRst);
         }
-    } else if local && !socket::by_socket(ifindex, &pkt.src) {
-        // (The host's own flows that socket mode judges are not tracked.)
-        flows::learn(pkt, Origin::Local, flow, slot, c);
+    } else if local {
+        // The host's own flows that socket mode judges are not tracked.
+        if !socket::by_socket(ifindex, &pkt.src) {
+            flows::learn(pkt, Origin::Local, flow, slot, c);
+        }
     } else if !attached(came_in) {
         // Forwarded from an interface without rstguard: not seen before.
         flows::learn(pkt, Origin::Claim, flow, slot, c);
