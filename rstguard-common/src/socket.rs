@@ -192,7 +192,9 @@ pub struct SockFields {
     pub rcv_wup: u32,
     pub rcv_wnd: u32,
     pub snd_una: u32,
-    pub snd_nxt: u32,
+    /// `write_seq`: SND.NXT once connect() has sent the SYN (see
+    /// [`Sock::snd_nxt`]).
+    pub write_seq: u32,
     /// `sk_receive_queue.qlen`.
     pub rcv_queue_len: u32,
     /// `selective_acks[0].end_seq`, and the size of one block.
@@ -223,7 +225,7 @@ impl SockFields {
         rcv_wup: 0,
         rcv_wnd: 0,
         snd_una: 0,
-        snd_nxt: 0,
+        write_seq: 0,
         rcv_queue_len: 0,
         sack_end: 0,
         sack_stride: 0,
@@ -279,8 +281,12 @@ pub struct Sock {
     /// The receive window offered at RCV.WUP (full and TIME_WAIT sockets);
     /// for a request socket, the window of its SYN-ACK.
     pub rcv_wnd: u32,
-    /// SYN_SENT: SND.UNA (the ISN) and SND.NXT. A request socket: its
-    /// SYN-ACK's ISN + 1 in `snd_nxt`.
+    /// SYN_SENT: SND.UNA (the ISN) and SND.NXT, read as `write_seq`: the
+    /// kernel sets SND.NXT only after the SYN has left, and a RST|ACK fast
+    /// enough to arrive before that (a peer on the same host) waits in the
+    /// socket's backlog until connect() lets go of the socket, to be judged
+    /// against the SND.NXT set by then, which is `write_seq`. A request
+    /// socket: its SYN-ACK's ISN + 1.
     pub snd_una: u32,
     pub snd_nxt: u32,
     /// Segments in the receive queue (full sockets).

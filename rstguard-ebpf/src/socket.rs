@@ -108,10 +108,10 @@ unsafe fn byte_at(base: *const u8, f: ByteField) -> u8 {
     (unsafe { *base.add(f.byte as usize) } >> f.shift) & f.mask
 }
 
-/// The socket `pkt` is addressed to, as socket mode reads it; `None` when
-/// there is none (or the kernel would not hand it over).
+/// The lookup tuple of `pkt` (as it arrived: its source is the remote
+/// end), and its size.
 #[inline(always)]
-fn lookup(ctx: &XdpContext, pkt: &Packet) -> Option<Sock> {
+pub fn tuple(pkt: &Packet) -> (bpf_sock_tuple, u32) {
     let (sport, dport) = if pkt.sender_is_lo {
         (pkt.key.lo_port, pkt.key.hi_port)
     } else {
@@ -150,13 +150,21 @@ fn lookup(ctx: &XdpContext, pkt: &Packet) -> Option<Sock> {
         t.dport = dport.to_be();
         core::mem::size_of_val(t)
     };
+    (tuple, size as u32)
+}
+
+/// The socket `pkt` is addressed to, as socket mode reads it; `None` when
+/// there is none (or the kernel would not hand it over).
+#[inline(always)]
+fn lookup(ctx: &XdpContext, pkt: &Packet) -> Option<Sock> {
+    let (mut tuple, size) = tuple(pkt);
     // SAFETY: the context pointer this program was given, a tuple of the
     // size passed; the result is released below on every path.
     let sk = unsafe {
         bpf_skc_lookup_tcp(
             ctx.ctx.cast(),
             &mut tuple,
-            size as u32,
+            size,
             BPF_F_CURRENT_NETNS as u64,
             0,
         )
@@ -232,7 +240,7 @@ fn read(sk: *mut core::ffi::c_void, state: u8) -> Option<Sock> {
                 s.rcv_wup = u32_at(tp, field!(rcv_wup));
                 s.rcv_wnd = u32_at(tp, field!(rcv_wnd));
                 s.snd_una = u32_at(tp, field!(snd_una));
-                s.snd_nxt = u32_at(tp, field!(snd_nxt));
+                s.snd_nxt = u32_at(tp, field!(write_seq));
                 s.rcv_queue_len = u32_at(tp, field!(rcv_queue_len));
                 s.sack_ok = byte_at(tp, field!(sack_ok)) != 0;
                 s.num_sacks = byte_at(tp, field!(num_sacks));

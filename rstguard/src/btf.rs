@@ -76,7 +76,8 @@ fn sock_fields(btf: &Btf) -> Result<SockFields, BtfError> {
         rcv_wup: u32_at("tcp_sock", "rcv_wup")?,
         rcv_wnd: u32_at("tcp_sock", "rcv_wnd")?,
         snd_una: u32_at("tcp_sock", "snd_una")?,
-        snd_nxt: u32_at("tcp_sock", "snd_nxt")?,
+        // SYN_SENT's SND.NXT as the kernel will judge (see `Sock::snd_nxt`).
+        write_seq: u32_at("tcp_sock", "write_seq")?,
         rcv_queue_len: u32_at("tcp_sock", "inet_conn.icsk_inet.sk.sk_receive_queue.qlen")?,
         sack_end: (sacks.bit_offset + end_seq.bit_offset) / 8,
         sack_stride: stride,
@@ -238,7 +239,7 @@ mod tests {
         let f = sock_fields_from(path).expect("resolving the socket fields");
         assert_eq!(f.enabled, 1);
         // Fields of one struct are distinct, inside it, and 4-aligned.
-        let tcp = [f.rcv_nxt, f.rcv_wup, f.rcv_wnd, f.snd_una, f.snd_nxt];
+        let tcp = [f.rcv_nxt, f.rcv_wup, f.rcv_wnd, f.snd_una, f.write_seq];
         for (i, a) in tcp.iter().enumerate() {
             assert_eq!(a % 4, 0);
             assert!(tcp[i + 1..].iter().all(|b| b != a), "{f:?}");
