@@ -125,7 +125,7 @@ fn check_reports_the_machine_and_each_interface_and_fails_where_attach_would() {
         .find(|l| l.contains("interface br0"))
         .expect("a br0 line");
     assert!(
-        br0.starts_with("WARN interface br0: driver bridge, no native XDP")
+        br0.starts_with("WARN interface br0: link ethernet, driver bridge, no native XDP")
             && br0.contains("--mode auto will use generic (skb) XDP"),
         "{br0}"
     );
@@ -134,7 +134,7 @@ fn check_reports_the_machine_and_each_interface_and_fails_where_attach_would() {
     let (code, out, err) = check(s, &[], &["check", "br0", "--mode", "native"]);
     assert_eq!(code, 1, "{out}");
     assert!(
-        out.contains("FAIL interface br0: driver bridge, no native XDP")
+        out.contains("FAIL interface br0: link ethernet, driver bridge, no native XDP")
             && out.contains("--mode native cannot attach — use --mode auto or skb"),
         "{out}"
     );

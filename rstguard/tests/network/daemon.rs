@@ -31,6 +31,8 @@ fn second_terminal_commands_work_against_a_running_daemon() {
         &[
             "attach",
             "s0",
+            "--state",
+            "track",
             "--interval",
             "0",
             "--event-sample",
@@ -201,6 +203,10 @@ fn metrics_scrape_parses_and_matches_the_traffic() {
         &[
             "attach",
             "s0",
+            // The flow table's metrics: tracking (socket mode's are in
+            // socket_mode.rs).
+            "--state",
+            "track",
             "--policy",
             "enforce",
             "--interval",
@@ -537,6 +543,12 @@ fn under_ip_netns_exec_the_daemon_mounts_its_own_bpffs() {
     let st: Value =
         serde_json::from_slice(&out.stdout).expect("status in the daemon's mount namespace");
     assert_eq!(st["running"], true);
-    assert_eq!(st["pin_dir"], "/sys/fs/bpf/rstguard/schema-1");
+    assert_eq!(
+        st["pin_dir"],
+        format!(
+            "/sys/fs/bpf/rstguard/schema-{}",
+            rstguard_common::state::SCHEMA
+        )
+    );
     assert_eq!(daemon.stop().0, 0);
 }

@@ -10,6 +10,7 @@ mod differential;
 mod legacy;
 mod legit;
 mod placement;
+mod socket_mode;
 mod unforgeable;
 
 use std::{

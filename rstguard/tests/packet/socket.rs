@@ -408,6 +408,21 @@ fn auto_judges_local_addresses_by_socket_and_tracks_the_rest() {
         };
         h.xdp(&tcp_frame(&net, pair(c), pair(s), &data));
         assert!(h.flow(&key_of(pair(c), pair(s))).is_none());
+        // Nor are this host's own segments at egress: its SYN-ACK to a
+        // remote client starts no flow.
+        let remote = (ip("10.70.0.1"), 4000);
+        let syn_ack = Seg {
+            seq: 9000,
+            ack: Some(101),
+            syn: true,
+            win: 1000,
+            ..Seg::default()
+        };
+        h.tc(&tcp_frame(&net, pair(s), remote, &syn_ack));
+        assert!(
+            h.flow(&key_of(pair(s), remote)).is_none(),
+            "egress tracked a local flow"
+        );
     });
 }
 
