@@ -6,6 +6,8 @@
 //! * `bench_parse`: rstguard's parser, no maps.
 //! * `bench_lookup`: the parser and one LRU-hash lookup of the flow: the
 //!   least any stateful filter must do.
+//! * `bench_sk_lookup`: the parser and one socket lookup (and its release):
+//!   the least a judgement against the socket must do.
 //! * `bench_drop_rst`: the parser, and XDP_DROP for every RST: the limit of
 //!   any XDP RST filter (the reference in the flood benchmark).
 //! * `bench_new_flow`: adds one to the IPv4 source address, then runs
@@ -29,7 +31,11 @@ mod tc;
 mod xdp;
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    bindings::{
+        xdp_action::{XDP_DROP, XDP_PASS},
+        BPF_F_CURRENT_NETNS,
+    },
+    helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp},
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
@@ -80,6 +86,31 @@ pub fn bench_lookup(ctx: XdpContext) -> u32 {
     };
     if parsed(&ctx, &mut scratch.pkt) {
         core::hint::black_box(maps::FLOWS.get_ptr(&scratch.pkt.key));
+    }
+    XDP_PASS
+}
+
+#[xdp]
+pub fn bench_sk_lookup(ctx: XdpContext) -> u32 {
+    let Some(scratch) = maps::scratch() else {
+        return XDP_PASS;
+    };
+    if parsed(&ctx, &mut scratch.pkt) {
+        let (mut tuple, size) = socket::tuple(&scratch.pkt);
+        // SAFETY: this program's context, a tuple of the size given; the
+        // socket is released at once.
+        unsafe {
+            let sk = bpf_skc_lookup_tcp(
+                ctx.ctx.cast(),
+                &mut tuple,
+                size,
+                BPF_F_CURRENT_NETNS as u64,
+                0,
+            );
+            if !sk.is_null() {
+                bpf_sk_release(sk.cast());
+            }
+        }
     }
     XDP_PASS
 }

@@ -107,6 +107,20 @@ pub fn cost(table: &str, r: &[ClassResult], repeat: u32) -> String {
     s
 }
 
+pub fn socket(table: &str) -> String {
+    format!(
+        "\n## Socket mode: cost per packet\n\n\
+         BPF_PROG_TEST_RUN on a thread in a network namespace of its own, with a \
+         real connection on `lo` and a TIME_WAIT socket, the XDP program loaded \
+         with socket mode on and interface 1 set to `--state socket`. A non-RST \
+         segment to a local socket is only counted (nothing is tracked): it is \
+         measured against the parser alone. A RST is looked up and judged from \
+         the socket: it is measured against the parser plus one \
+         `bpf_skc_lookup_tcp` and its release (`bench_sk_lookup`), the least \
+         any judgement against the socket must do.\n\n{table}\n"
+    )
+}
+
 pub fn flood(table: &str, r: &[FloodResult], secs: f64) -> String {
     let mut s = String::new();
     let get = |name: &str| r.iter().find(|x| x.config.name() == name);
