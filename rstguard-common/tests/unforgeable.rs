@@ -944,10 +944,7 @@ fn port_reuse_after_a_silent_death() {
     );
     let g = track::new_flow(&synack, false, Origin::Local, NOW);
     assert_eq!(g.state(), FlowState::SynRecv);
-    assert!(
-        g.has(FLOW_HI_INITIATOR) == false,
-        "the client (lo) initiated"
-    );
+    assert!(!g.has(FLOW_HI_INITIATOR), "the client (lo) initiated");
     assert_eq!(rst_verdict(&g, true, 9_000_001, None), Verdict::Exact);
     assert_eq!(
         rst_verdict(&g, true, 1101, None),
