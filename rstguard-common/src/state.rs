@@ -22,6 +22,8 @@ pub const LINK_IP: u8 = 1;
 /// `IfaceState::tc_hook`.
 pub const TC_HOOK_TCX: u8 = 1;
 pub const TC_HOOK_CLSACT: u8 = 2;
+/// No egress program: socket mode (`--state socket`) needs none.
+pub const TC_HOOK_NONE: u8 = 3;
 
 /// One attached interface.
 #[repr(C)]

@@ -239,6 +239,14 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
     println!("interfaces:");
     for i in &status.interfaces {
         let yes = |b: bool| if b { "attached" } else { "DETACHED" };
+        let egress = match i.egress {
+            Some(TcHook::Off) => "none (socket mode needs none)".to_string(),
+            other => format!(
+                "{} ({})",
+                other.map_or("?".into(), |m| m.to_string()),
+                yes(i.egress_attached)
+            ),
+        };
         let auto = match &i.auto {
             Some(a) => format!(
                 " (auto {}..{}{}; {} up, {} down{})",
@@ -257,13 +265,12 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             None => String::new(),
         };
         println!(
-            "  {:<12} {}, xdp {} ({}), egress {} ({}), level {}{}",
+            "  {:<12} {}, xdp {} ({}), egress {}, level {}{}",
             i.device,
             i.link,
             i.xdp_mode.map_or("?".into(), |m| m.to_string()),
             yes(i.xdp_attached),
-            i.egress.map_or("?".into(), |m| m.to_string()),
-            yes(i.egress_attached),
+            egress,
             i.level,
             auto
         );

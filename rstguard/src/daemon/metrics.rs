@@ -321,7 +321,9 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
             &[("device", d), ("hook", "xdp"), ("mode", &a.xdp_mode)],
             1.0,
         );
-        attached.add(&[("device", d), ("hook", "tc"), ("mode", &a.tc_hook)], 1.0);
+        if a.tc_hook != "none" {
+            attached.add(&[("device", d), ("hook", "tc"), ("mode", &a.tc_hook)], 1.0);
+        }
         let l = s
             .maps
             .policy(a.ifindex)

@@ -310,7 +310,18 @@ fn run_claimed(
     }
     info!(policy = %describe(&settings.policy), flows = settings.flows, pin_dir = %pins.dir().display(), "programs loaded");
 
-    let attachments = attach_all(&mut loaded, ifaces, |name| settings.mode_for(name))?;
+    // Socket mode learns nothing at egress: no classifier there.
+    let egress_for = |name: &str| {
+        !ifaces.iter().zip(&sources).any(|(i, (_, source, _))| {
+            i.name == name && *source == rstguard_common::socket::Source::Socket
+        })
+    };
+    let attachments = attach_all(
+        &mut loaded,
+        ifaces,
+        |name| settings.mode_for(name),
+        egress_for,
+    )?;
     if let Err(e) = loaded.maps.pin(pins) {
         detach_all(&mut loaded, attachments);
         return Err(e.into());

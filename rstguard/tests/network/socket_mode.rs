@@ -125,8 +125,14 @@ fn status_and_metrics_say_which_state_source_each_interface_uses() {
             .contains("nothing tracked"),
         "{st}"
     );
+    // Socket mode learns nothing at egress: no classifier there.
+    assert_eq!(i0["egress"], "none", "{st}");
     let (_, text, _) = pair.server.cli(&["status"]);
     assert!(text.contains("state socket:"), "{text}");
+    assert!(
+        text.contains("egress none (socket mode needs none)"),
+        "{text}"
+    );
     // One RST to the server's address with no socket behind it.
     rsts_at(
         &pair.client,
