@@ -4,8 +4,9 @@
 //! wrapping arithmetic.
 
 use crate::{
-    judge::{Action, Verdict},
+    cause::{Cause, Direction},
     track::Ignore,
+    verdict::{Action, Verdict},
 };
 
 /// Counters that are not RST verdicts. RST verdicts follow them, two slots
@@ -30,8 +31,13 @@ pub enum Counter {
     TcForwardedRst,
     /// Flows created (on a SYN, or on mid-stream pickup).
     FlowsCreated,
-    /// Flow creations that the map refused.
+    /// Flow creations (or moves into the assured table) that the map
+    /// refused.
     FlowCreateFailed,
+    /// Flows that proved themselves and moved into the assured table.
+    FlowsAssured,
+    /// Assured flows removed because a new incarnation started.
+    AssuredRestarted,
     /// Non-RST segments on a flow already closed by a RST.
     ClosedFlowPackets,
     /// Non-first IP fragments: they carry no TCP header and pass.
@@ -71,13 +77,21 @@ pub enum Counter {
 
 /// Number of [`Counter`] slots before the RST verdict slots.
 pub const FIXED_COUNTERS: usize = Counter::SocketRst as usize + 1;
+/// First slot of the RST causes, after the verdicts.
+pub const CAUSE_SLOTS: usize = FIXED_COUNTERS + Verdict::COUNT * 2;
 /// Total number of slots in [`Counters`].
-pub const COUNTER_SLOTS: usize = FIXED_COUNTERS + Verdict::COUNT * 2;
+pub const COUNTER_SLOTS: usize = CAUSE_SLOTS + Direction::COUNT * Cause::COUNT;
 
 /// Slot of the counter for RSTs judged `verdict` and given `action`.
 #[inline(always)]
 pub const fn rst_slot(verdict: Verdict, action: Action) -> usize {
     FIXED_COUNTERS + verdict as usize * 2 + action as usize
+}
+
+/// Slot of the counter for RSTs going `direction` with likely `cause`.
+#[inline(always)]
+pub const fn cause_slot(direction: Direction, cause: Cause) -> usize {
+    CAUSE_SLOTS + direction as usize * Cause::COUNT + cause as usize
 }
 
 /// The counters of one interface (one CPU's copy, in the kernel).
@@ -106,6 +120,11 @@ impl Counters {
     #[inline(always)]
     pub fn rst(&self, verdict: Verdict, action: Action) -> u64 {
         self.slots[rst_slot(verdict, action)]
+    }
+
+    #[inline(always)]
+    pub fn cause(&self, direction: Direction, cause: Cause) -> u64 {
+        self.slots[cause_slot(direction, cause)]
     }
 
     /// Adds `other` slot by slot, wrapping (used to sum per-CPU copies).
@@ -154,6 +173,8 @@ impl Counter {
         Counter::TcForwardedRst,
         Counter::FlowsCreated,
         Counter::FlowCreateFailed,
+        Counter::FlowsAssured,
+        Counter::AssuredRestarted,
         Counter::ClosedFlowPackets,
         Counter::NonFirstFragment,
         Counter::TruncatedEthernet,
@@ -199,6 +220,8 @@ impl Counter {
             Counter::TcForwardedRst => Hook("tc", "forwarded_rst"),
             Counter::FlowsCreated => Flow("created"),
             Counter::FlowCreateFailed => Flow("create_failed"),
+            Counter::FlowsAssured => Flow("assured"),
+            Counter::AssuredRestarted => Flow("assured_restarted"),
             Counter::ClosedFlowPackets => Flow("closed_flow_packets"),
             Counter::NonFirstFragment => Fragment,
             Counter::TruncatedEthernet => ParseError("truncated_ethernet"),
@@ -233,6 +256,8 @@ impl Counter {
             Counter::TcForwardedRst => "tc_forwarded_rst",
             Counter::FlowsCreated => "flows_created",
             Counter::FlowCreateFailed => "flow_create_failed",
+            Counter::FlowsAssured => "flows_assured",
+            Counter::AssuredRestarted => "assured_restarted",
             Counter::ClosedFlowPackets => "closed_flow_packets",
             Counter::NonFirstFragment => "non_first_fragments",
             Counter::EventsLost => "events_lost",
@@ -281,6 +306,23 @@ mod tests {
                 seen[s] = true;
             }
         }
+    }
+
+    #[test]
+    fn cause_slots_follow_the_verdicts_and_fill_the_rest() {
+        let mut seen = [false; COUNTER_SLOTS];
+        for d in Direction::ALL {
+            for c in Cause::ALL {
+                let s = cause_slot(d, c);
+                assert!(s > rst_slot(Verdict::ALL[Verdict::COUNT - 1], Action::Drop));
+                assert!(!seen[s]);
+                seen[s] = true;
+            }
+        }
+        assert_eq!(
+            seen.iter().filter(|s| **s).count(),
+            COUNTER_SLOTS - CAUSE_SLOTS
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 #[cfg(test)]
 extern crate std;
 
+pub mod cause;
 pub mod clock;
 pub mod counter;
 pub mod flow;
@@ -21,16 +22,19 @@ pub mod judge;
 pub mod maps;
 pub mod policy;
 pub mod seq;
+pub mod siphash;
 pub mod socket;
 pub mod state;
 pub mod tcp;
 pub mod track;
+pub mod verdict;
 
 #[cfg(feature = "user")]
 mod user;
 
+pub use cause::{Cause, Direction};
 pub use counter::{Counter, Counters};
-pub use flow::{Flow, FlowHalf, FlowKey, FlowState};
-pub use judge::{Action, Verdict};
+pub use flow::{Endpoints, Flow, FlowHalf, FlowKey, FlowState};
 pub use policy::{Level, Policy};
 pub use state::{DaemonState, RstEvent};
+pub use verdict::{Action, Verdict};

@@ -15,9 +15,17 @@ pub const DEFAULT_EVENT_BUDGET: u32 = 100;
 /// Single-entry array of [`crate::DaemonState`], written by the daemon.
 pub const STATE: &str = "STATE";
 
+/// Array of the latest [`crate::state::ResetRecord`]s, written by the
+/// daemon from the events (`rstguard resets`): a ring of
+/// [`RESETS_KEPT`] records, record `n` at index `n % RESETS_KEPT`.
+pub const RESETS: &str = "RESETS";
+/// Records [`RESETS`] keeps.
+pub const RESETS_KEPT: u32 = 1024;
+
 /// The maps pinned for other processes (`rstguard stats`, `flows`, ...).
-pub const PINNED: [&str; 8] = [
+pub const PINNED: [&str; 10] = [
     FLOWS,
+    EMBRYONIC,
     COUNTERS,
     POLICY,
     IFACE_SLOTS,
@@ -25,6 +33,7 @@ pub const PINNED: [&str; 8] = [
     TRUSTED,
     EVENTS,
     STATE,
+    RESETS,
 ];
 
 /// Ring buffer size in bytes (a power of two, a multiple of the page size).
@@ -33,8 +42,12 @@ pub const EVENTS_BYTES: u32 = 1 << 20;
 /// The default policy's key (slot 0): interfaces without a slot use it.
 pub const POLICY_DEFAULT: u32 = 0;
 
-/// LRU hash of tracked flows: [`crate::FlowKey`] -> [`crate::Flow`].
+/// LRU hash of assured flows: [`crate::FlowKey`] -> [`crate::Flow`].
 pub const FLOWS: &str = "FLOWS";
+/// LRU hash (per-CPU lists) of flows not yet assured.
+pub const EMBRYONIC: &str = "EMBRYONIC";
+/// The read-only global holding the secret of IPv6 flow keys.
+pub const FLOW_KEY_SECRET: &str = "FLOW_KEY_SECRET";
 /// Per-CPU array of [`crate::Counters`], one per interface slot.
 pub const COUNTERS: &str = "COUNTERS";
 /// Array of the live [`crate::Policy`], one per interface slot; slot 0 is
@@ -67,8 +80,10 @@ pub const PROG_XDP: &str = "rstguard_xdp";
 /// The TC (egress) classifier.
 pub const PROG_TC: &str = "rstguard_tc";
 
-/// Default flow table capacity (`--flows`).
+/// Default flow table capacity (`--flows`): assured flows.
 pub const DEFAULT_FLOWS: u32 = 1 << 20;
+/// Default capacity of the table of flows not yet assured (`--new-flows`).
+pub const DEFAULT_EMBRYONIC: u32 = 1 << 16;
 
 /// Data of a trusted-prefix key: an IPv6 address (IPv4 as IPv4-mapped IPv6)
 /// in network byte order. The LPM prefix length of an IPv4 prefix is its own

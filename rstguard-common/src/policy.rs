@@ -1,7 +1,7 @@
 //! The live policy, held in a single-entry array map that user space writes
 //! and the programs read on every RST.
 
-use crate::judge::Action;
+use crate::verdict::Action;
 
 /// How hard rstguard judges. Stored as a raw byte in [`Policy::level`].
 #[repr(u8)]
@@ -67,7 +67,18 @@ pub struct Policy {
     /// [`Action`] at enforce for frames whose TCP header the parser cannot
     /// reach (strict drops them, monitor passes them).
     pub unparsed: u8,
-    pub _pad: [u8; 7],
+    /// Non-zero: `--drop-injected`: an exact RST from another distance than
+    /// the peer's segments is `ttl_mismatch` (dropped at enforce and
+    /// strict).
+    pub drop_injected: u8,
+    /// How far a RST's TTL / hop limit may be from the peer's own
+    /// (`--ttl-slack`).
+    pub ttl_slack: u8,
+    pub _pad0: u8,
+    /// Idle time after which a middlebox may have forgotten a flow
+    /// (`--idle-after`), in seconds.
+    pub idle_after_secs: u16,
+    pub _pad: [u8; 2],
 }
 
 /// `Policy::flags`: an operator set this level by hand; auto mode leaves it
@@ -78,6 +89,13 @@ pub const POLICY_PINNED: u32 = 1 << 0;
 pub const POLICY_HAS_TRUSTED: u32 = 1 << 1;
 
 const _: () = assert!(core::mem::size_of::<Policy>() == 32);
+
+/// Default `--ttl-slack`: any difference counts (a path's length is
+/// stable; a peer's RSTs leave with the TTL of its data).
+pub const DEFAULT_TTL_SLACK: u8 = 0;
+
+/// Default `--idle-after`, in seconds.
+pub const DEFAULT_IDLE_AFTER_SECS: u16 = 60;
 
 /// Default event sampling: every suspicious RST is reported, within the
 /// per-CPU event budget the daemon refills (`maps::EVENT_BUDGET`).
@@ -95,7 +113,11 @@ impl Default for Policy {
             event_sample: DEFAULT_EVENT_SAMPLE,
             flags: 0,
             unparsed: Action::Pass as u8,
-            _pad: [0; 7],
+            drop_injected: 0,
+            ttl_slack: DEFAULT_TTL_SLACK,
+            _pad0: 0,
+            idle_after_secs: DEFAULT_IDLE_AFTER_SECS,
+            _pad: [0; 2],
         }
     }
 }
@@ -113,7 +135,11 @@ impl Policy {
         event_sample: 0,
         flags: 0,
         unparsed: Action::Pass as u8,
-        _pad: [0; 7],
+        drop_injected: 0,
+        ttl_slack: DEFAULT_TTL_SLACK,
+        _pad0: 0,
+        idle_after_secs: u16::MAX,
+        _pad: [0; 2],
     };
 
     #[inline(always)]

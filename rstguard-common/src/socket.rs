@@ -61,6 +61,7 @@
 //! A RST can then be judged against the numbers of a moment earlier.
 
 use crate::{
+    cause::Cause,
     judge::{action_for, Action, Verdict},
     policy::Policy,
     seq::{after, before},
@@ -485,6 +486,40 @@ pub fn classify(sock: Option<&Sock>, rst: &Segment) -> Verdict {
                 }
             }
         },
+    }
+}
+
+/// The likely cause of a RST judged against a socket (see `crate::cause`):
+/// a socket holds no TTL history, so the distance-based causes
+/// (`middlebox`, `idle_expired`, `injected`) never come from here.
+#[inline(always)]
+pub fn cause(sock: Option<&Sock>, rst: &Segment, verdict: Verdict) -> Cause {
+    match verdict {
+        Verdict::Exact => match sock {
+            Some(s) if s.kind == Kind::Full && s.state == tcp_state::SYN_SENT => Cause::Refused,
+            // The sender had sent its FIN: it closed, the host wrote on.
+            Some(s)
+                if s.kind == Kind::Full
+                    && matches!(
+                        s.state,
+                        tcp_state::CLOSE_WAIT | tcp_state::LAST_ACK | tcp_state::CLOSING
+                    )
+                    && !rst.has(ACK) =>
+            {
+                Cause::PeerClosed
+            }
+            _ if rst.has(ACK) => Cause::Abort,
+            _ => Cause::NoSocket,
+        },
+        Verdict::TimeWait => Cause::TimeWait,
+        Verdict::InWindow | Verdict::OutOfWindow | Verdict::BadSynAck | Verdict::RateLimited => {
+            Cause::Blind
+        }
+        Verdict::FragmentedRst
+        | Verdict::TinyFragment
+        | Verdict::FragmentOverlap
+        | Verdict::HeaderUnreachable => Cause::Hidden,
+        _ => Cause::Unknown,
     }
 }
 

@@ -1,11 +1,14 @@
 //! What the daemon publishes for other processes (`rstguard status`), in a
 //! pinned single-entry array map, and the events the XDP program sends it.
 
-use crate::flow::FlowKey;
+use crate::{
+    cause::{Cause, Direction},
+    flow::Endpoints,
+};
 
 /// Version of everything pinned: maps live under `<pin dir>/schema-N/`, so
 /// a binary with another layout never reuses them.
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
 
 /// Interfaces one daemon can attach to.
 pub const MAX_IFACES: usize = 16;
@@ -61,7 +64,7 @@ const _: () = assert!(core::mem::size_of::<IfaceState>() == 56);
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct TopFlow {
-    pub key: FlowKey,
+    pub ends: Endpoints,
     pub _pad: u32,
     pub count: u64,
 }
@@ -85,11 +88,21 @@ pub struct DaemonState {
     pub schema: u32,
     pub pid: u32,
     pub started_unix: u64,
+    /// Capacity of the assured flow table (`--flows`) and of the table of
+    /// new flows (`--new-flows`).
     pub flow_capacity: u32,
     pub n_ifaces: u32,
-    /// Flow table entries at the last sweep, and its Unix time.
+    pub new_flow_capacity: u32,
+    pub _pad0: u32,
+    /// Entries in each table at the last sweep, and its Unix time.
     pub flow_entries: u64,
+    pub new_flow_entries: u64,
     pub flows_counted_unix: u64,
+    /// Assured flows the sweeps removed, and how many the assured table
+    /// evicted to make room, as far as the daemon can tell (it never goes
+    /// down).
+    pub assured_swept: u64,
+    pub assured_evicted: u64,
     /// Non-zero: the policy is under auto control.
     pub auto: u8,
     /// Non-zero: the last config (re)load succeeded.
@@ -104,9 +117,16 @@ pub struct DaemonState {
     /// Events seen, and events left out of the log by its rate limit.
     pub events_seen: u64,
     pub events_suppressed: u64,
+    /// Records written to the `RESETS` map so far (the latest is number
+    /// `resets_recorded`).
+    pub resets_recorded: u64,
+    /// RSTs by direction and cause over the last `recent_secs` seconds
+    /// (all interfaces).
+    pub recent_causes: [[u64; Cause::COUNT]; Direction::COUNT],
+    pub recent_secs: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<DaemonState>() == 1496);
+const _: () = assert!(core::mem::size_of::<DaemonState>() == 1720);
 
 impl Default for DaemonState {
     fn default() -> Self {
@@ -116,8 +136,13 @@ impl Default for DaemonState {
             started_unix: 0,
             flow_capacity: 0,
             n_ifaces: 0,
+            new_flow_capacity: 0,
+            _pad0: 0,
             flow_entries: 0,
+            new_flow_entries: 0,
             flows_counted_unix: 0,
+            assured_swept: 0,
+            assured_evicted: 0,
             auto: 0,
             config_ok: 1,
             _pad: [0; 6],
@@ -128,16 +153,20 @@ impl Default for DaemonState {
             top_ports: [TopPort::default(); TOP_N],
             events_seen: 0,
             events_suppressed: 0,
+            resets_recorded: 0,
+            recent_causes: [[0; Cause::COUNT]; Direction::COUNT],
+            recent_secs: 0,
         }
     }
 }
 
-/// A sampled event about a dropped or suspicious RST, sent through the ring
-/// buffer.
+/// An event about a RST, sent through the ring buffer: every RST a real
+/// peer could have sent, and a sample of the suspicious ones (within the
+/// event budget), with its verdict, action and likely cause.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RstEvent {
-    pub key: FlowKey,
+    pub ends: Endpoints,
     /// Non-zero: the RST's sender is the key's `lo` endpoint.
     pub sender_is_lo: u8,
     /// `Verdict` and `Action` as raw values.
@@ -155,13 +184,39 @@ pub struct RstEvent {
     pub window: u32,
     pub tcp_flags: u8,
     /// 0: no state; 1: judged against a tracked flow; [`RstEvent::FROM_SOCKET`]:
-    /// against the local socket, whose TCP state is `_pad[0]`.
+    /// against the local socket, whose TCP state is `socket_state`.
     pub has_flow: u8,
-    pub _pad: [u8; 2],
+    /// [`crate::Cause`] and [`crate::Direction`] as raw values.
+    pub cause: u8,
+    pub direction: u8,
     pub ts_ns: u64,
+    /// The TTL / hop limit of the sender's own segments (0: unknown).
+    pub peer_ttl: u8,
+    /// `cause::EVIDENCE_*` bits.
+    pub evidence: u8,
+    /// How long the flow had been idle, in [`crate::clock::Seen`] units.
+    pub idle: u16,
+    /// Judged against the local socket (`has_flow` =
+    /// [`RstEvent::FROM_SOCKET`]): its TCP state.
+    pub socket_state: u8,
+    pub _pad2: [u8; 3],
 }
 
-const _: () = assert!(core::mem::size_of::<RstEvent>() == 72);
+const _: () = assert!(core::mem::size_of::<RstEvent>() == 80);
+
+/// One RST as `rstguard resets` lists it: the event, numbered, with the
+/// wall-clock time the daemon gave it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResetRecord {
+    pub event: RstEvent,
+    /// 1, 2, ...: which record this is (0: the slot was never written).
+    pub number: u64,
+    /// When the RST was seen, in ns since the Unix epoch.
+    pub unix_ns: u64,
+}
+
+const _: () = assert!(core::mem::size_of::<ResetRecord>() == 96);
 
 impl RstEvent {
     /// `has_flow`: judged against the local socket.

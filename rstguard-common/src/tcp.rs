@@ -53,8 +53,8 @@ impl Segment {
 
 /// Bytes of TCP options a header can hold.
 pub const MAX_OPTION_BYTES: usize = 40;
-/// Size of the buffer [`parse_options`] reads: a power of two above
-/// [`MAX_OPTION_BYTES`], so that masked indexes stay inside it.
+/// The window every option offset is masked into: a power of two above
+/// [`MAX_OPTION_BYTES`] (see [`parse_options`]).
 pub const OPTION_BUF: usize = 64;
 /// Options read per segment, NOPs included: real stacks send at most 8 or
 /// so; the bound keeps the verifier's work small.
@@ -65,27 +65,63 @@ const TCPOPT_NOP: u8 = 1;
 const TCPOPT_WINDOW: u8 = 3;
 const TCPOPT_SACK: u8 = 5;
 
+/// A segment's TCP options, wherever they are: a buffer in host tests, the
+/// packet itself in the programs (every read checked against the end of
+/// the packet there). Offsets count from the first option byte.
+pub trait OptionBytes {
+    /// The byte at `off`; `None` past the end.
+    fn byte(&self, off: usize) -> Option<u8>;
+    /// The big-endian `u32` at `off`; `None` past the end.
+    fn be32(&self, off: usize) -> Option<u32>;
+}
+
+impl OptionBytes for [u8] {
+    fn byte(&self, off: usize) -> Option<u8> {
+        self.get(off).copied()
+    }
+
+    fn be32(&self, off: usize) -> Option<u32> {
+        let b = self.get(off..off.checked_add(4)?)?;
+        Some(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+}
+
+impl<const N: usize> OptionBytes for [u8; N] {
+    fn byte(&self, off: usize) -> Option<u8> {
+        self[..].byte(off)
+    }
+
+    fn be32(&self, off: usize) -> Option<u32> {
+        self[..].be32(off)
+    }
+}
+
 /// Reads the window scale and the highest SACK right edge from the first
-/// `len` bytes of `buf` (a copy of a segment's options) into `seg`. Returns
-/// false when an option is malformed; what came before it is kept.
+/// `len` bytes of `opts` into `seg`. Returns false when an option is
+/// malformed or cannot be read; what came before it is kept.
 ///
-/// Every index is masked into the buffer. That changes nothing (offsets
-/// past `len` are refused first) but lets the BPF verifier see every
-/// iteration as the same state, instead of one per path through the loop.
+/// Every offset is masked into [`OPTION_BUF`]. That changes nothing
+/// (offsets at or past `len`, at most 40, are refused first) but bounds
+/// every read for the BPF verifier without its having to compare two
+/// unknown values (which verifiers before 6.8 learn nothing from), and lets
+/// it see every iteration as the same state, instead of one per path
+/// through the loop. `len` is hidden from the optimiser, which would
+/// otherwise prove the masks redundant and drop them.
 #[inline(always)]
-pub fn parse_options(buf: &[u8; OPTION_BUF], len: usize, seg: &mut Segment) -> bool {
+pub fn parse_options<B: OptionBytes + ?Sized>(opts: &B, len: usize, seg: &mut Segment) -> bool {
     const M: usize = OPTION_BUF - 1;
-    let len = if len > MAX_OPTION_BYTES {
-        MAX_OPTION_BYTES
-    } else {
-        len
-    };
+    if len > MAX_OPTION_BYTES {
+        return false;
+    }
+    let len = core::hint::black_box(len);
     let mut off = 0usize;
     for _ in 0..MAX_OPTIONS {
         if off >= len {
             return true;
         }
-        let kind = buf[off & M];
+        let Some(kind) = opts.byte(off & M) else {
+            return false;
+        };
         if kind == TCPOPT_EOL {
             return true;
         }
@@ -96,12 +132,17 @@ pub fn parse_options(buf: &[u8; OPTION_BUF], len: usize, seg: &mut Segment) -> b
         if off + 1 >= len {
             return false;
         }
-        let olen = buf[(off + 1) & M] as usize;
+        let Some(olen) = opts.byte((off + 1) & M) else {
+            return false;
+        };
+        let olen = olen as usize;
         if olen < 2 || off + olen > len {
             return false;
         }
         if kind == TCPOPT_WINDOW && olen == 3 {
-            let ws = buf[(off + 2) & M];
+            let Some(ws) = opts.byte((off + 2) & M) else {
+                return false;
+            };
             seg.wscale = if ws > MAX_WSCALE { MAX_WSCALE } else { ws };
         } else if kind == TCPOPT_SACK && olen >= 10 {
             // Up to four (left, right) blocks; keep the highest right edge.
@@ -109,12 +150,9 @@ pub fn parse_options(buf: &[u8; OPTION_BUF], len: usize, seg: &mut Segment) -> b
             let mut b = 0usize;
             while b < 4 && b < blocks {
                 let at = off + 6 + b * 8;
-                let right = u32::from_be_bytes([
-                    buf[at & M],
-                    buf[(at + 1) & M],
-                    buf[(at + 2) & M],
-                    buf[(at + 3) & M],
-                ]);
+                let Some(right) = opts.be32(at & M) else {
+                    return false;
+                };
                 if !seg.has_sack || crate::seq::after(right, seg.sack_right) {
                     seg.sack_right = right;
                     seg.has_sack = true;
@@ -133,13 +171,11 @@ mod tests {
     use crate::flow::WSCALE_NONE;
 
     fn parse(opts: &[u8]) -> (bool, Segment) {
-        let mut buf = [0u8; OPTION_BUF];
-        buf[..opts.len()].copy_from_slice(opts);
         let mut seg = Segment {
             wscale: WSCALE_NONE,
             ..Segment::default()
         };
-        let ok = parse_options(&buf, opts.len(), &mut seg);
+        let ok = parse_options(opts, opts.len(), &mut seg);
         (ok, seg)
     }
 
@@ -182,5 +218,18 @@ mod tests {
         assert!(!parse(&[1, 1, 1, 8]).0, "kind without its length");
         // EOL ends parsing, whatever follows.
         assert!(parse(&[0, 99, 99, 99]).0);
+        assert!(!parse(&[1; 44]).0, "more than a TCP header holds");
+    }
+
+    /// Options cut short by the end of what can be read (a frame that ends
+    /// inside them) are malformed, whatever the header claimed.
+    #[test]
+    fn options_past_the_readable_end_are_reported() {
+        let opts = [1u8, 1, 3, 3, 7, 0, 0, 0];
+        let mut seg = Segment::default();
+        assert!(!parse_options(&opts[..4], 8, &mut seg));
+        let mut seg = Segment::default();
+        assert!(parse_options(&opts[..], 8, &mut seg));
+        assert_eq!(seg.wscale, 7);
     }
 }

@@ -28,13 +28,14 @@
 //! drops only RSTs.
 
 use crate::{
-    clock::Clock,
+    clock::{seen, units, Clock, Seen, Units},
     flow::{
-        Flow, FlowHalf, FlowState, FLOW_HI_INITIATOR, FLOW_PICKED_UP, HALF_ACK, HALF_FIN,
-        HALF_LOCAL, HALF_SACK, HALF_SEEN, HALF_SYN, WSCALE_NONE, WSCALE_UNKNOWN,
+        Flow, FlowHalf, FlowState, FLOW_HI_INITIATOR, FLOW_PICKED_UP, FLOW_STATE_SHIFT, FLOW_WOKE,
+        HALF_ACK, HALF_DATA_LAST, HALF_FIN, HALF_LOCAL, HALF_SACK, HALF_SEEN, HALF_SYN,
+        HALF_SYN_WIN, WSCALE_NONE, WSCALE_UNKNOWN,
     },
     seq::{after, before},
-    tcp::{Segment, ACK, FIN, MAX_WSCALE, SYN},
+    tcp::{Segment, ACK, FIN, SYN},
 };
 
 /// How much an ACK may lag what the other side sent when its window is
@@ -44,6 +45,7 @@ pub const MIN_ACK_WINDOW: u32 = 66_000;
 /// Linux's initial retransmission timeout for a SYN (1 s): a connection
 /// attempt on the same four-tuple with another ISN before it is suspect.
 pub const SYN_RETRY_NS: u64 = 1_000_000_000;
+const SYN_RETRY: Units = units(SYN_RETRY_NS);
 
 /// Where a segment was seen, which decides how far it is believed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -132,17 +134,16 @@ pub fn learn(
 }
 
 /// The shift that applies to the windows `S` advertises in non-SYN
-/// segments. Scaling is in force only when both SYNs carried the option.
-/// When either SYN was never seen, the liberal bound (14) is taken, as
-/// conntrack does on pickup; when either SYN lacked the option, none.
+/// segments. Scaling is in force only when both SYNs carried the option;
+/// when either SYN lacked it, none. A SYN never seen counts as the largest
+/// scale (14, [`WSCALE_UNKNOWN`]), the liberal bound conntrack takes on
+/// pickup.
 #[inline(always)]
 pub const fn window_shift(s_wscale: u8, r_wscale: u8) -> u8 {
-    if s_wscale <= MAX_WSCALE && r_wscale <= MAX_WSCALE {
-        s_wscale
-    } else if s_wscale == WSCALE_NONE || r_wscale == WSCALE_NONE {
+    if s_wscale == WSCALE_NONE || r_wscale == WSCALE_NONE {
         0
     } else {
-        MAX_WSCALE
+        s_wscale
     }
 }
 
@@ -169,35 +170,61 @@ pub fn init(flow: &mut Flow, seg: &Segment, sender_is_lo: bool, origin: Origin, 
     } else {
         (FlowState::SynSent, initiator_flag(sender_is_lo))
     };
+    let t = now.now();
     *flow = Flow {
-        state: state as u8,
-        flags,
-        state_since_ns: now.now(),
+        flags: flags | (state as u8) << FLOW_STATE_SHIFT,
+        seen: seen(t),
         ..Flow::default()
     };
+    start_timer(flow, t);
     let (s, r) = flow.halves_mut(sender_is_lo);
-    r.wscale = WSCALE_UNKNOWN;
     if !seg.has(SYN) {
-        s.wscale = WSCALE_UNKNOWN;
         anchor(s, seg);
-        learn_ack(s, r, seg, MAX_WSCALE);
-    } else {
-        learn_syn(s, seg);
-        if seg.has(ACK) {
-            // The SYN-ACK acknowledges the initiator's ISN (and any Fast
-            // Open data it accepted). The responder sends a window scale
-            // only when the initiator's SYN offered one.
-            r.snd_nxt = seg.ack;
-            r.max_end = seg.ack;
-            r.wscale = if seg.wscale == WSCALE_NONE {
-                WSCALE_NONE
-            } else {
-                WSCALE_UNKNOWN
-            };
-            r.flags = HALF_SYN | if local != 0 { HALF_SEEN } else { 0 };
-        }
+        learn_ack(s, r, seg);
+        s.flags |= local;
+        flow.set_wscale(sender_is_lo, WSCALE_UNKNOWN);
+        flow.set_wscale(!sender_is_lo, WSCALE_UNKNOWN);
+        return;
     }
+    learn_syn(s, seg);
     s.flags |= local;
+    if seg.has(ACK) {
+        // The SYN-ACK acknowledges the initiator's ISN (and any Fast Open
+        // data it accepted).
+        r.snd_nxt = seg.ack;
+        r.max_end = seg.ack;
+        r.flags = HALF_SYN | if local != 0 { HALF_SEEN } else { 0 };
+    }
+    flow.set_wscale(sender_is_lo, seg.wscale);
+    // The responder sends a window scale only when the initiator's SYN
+    // offered one: a SYN-ACK without it turns scaling off both ways.
+    let other = if seg.has(ACK) && seg.wscale == WSCALE_NONE {
+        WSCALE_NONE
+    } else {
+        WSCALE_UNKNOWN
+    };
+    flow.set_wscale(!sender_is_lo, other);
+}
+
+/// A flow's timer on entering a state: the time, in the states whose age
+/// matters (SYN_SENT, CLOSED, TIME_WAIT); a full inexact-RST budget in the
+/// others.
+#[inline(always)]
+fn start_timer(flow: &mut Flow, now: impl Clock) {
+    flow.timer = if timed(flow.state()) {
+        units(now.now())
+    } else {
+        0
+    };
+}
+
+/// The states whose [`Flow::timer`] holds when they began.
+#[inline(always)]
+pub const fn timed(state: FlowState) -> bool {
+    matches!(
+        state,
+        FlowState::SynSent | FlowState::Closed | FlowState::TimeWait
+    )
 }
 
 #[inline(always)]
@@ -216,7 +243,8 @@ pub fn new_flow(seg: &Segment, sender_is_lo: bool, origin: Origin, now: u64) -> 
     flow
 }
 
-/// A SYN's own fields. The window in a SYN is never scaled.
+/// A SYN's own fields (its window scale the caller keeps). The window in
+/// a SYN is never scaled.
 #[inline(always)]
 fn learn_syn(s: &mut FlowHalf, syn: &Segment) {
     s.snd_nxt = syn.seq.wrapping_add(1);
@@ -225,10 +253,9 @@ fn learn_syn(s: &mut FlowHalf, syn: &Segment) {
     } else {
         syn.end_seq()
     };
-    s.wscale = syn.wscale;
-    s.win = syn.win as u32;
+    s.win = syn.win;
     s.ttl = syn.ttl;
-    s.flags = HALF_SEEN | HALF_SYN;
+    s.flags = HALF_SEEN | HALF_SYN | HALF_SYN_WIN;
     if syn.has(ACK) {
         s.ack = syn.ack;
         s.flags |= HALF_ACK;
@@ -263,15 +290,15 @@ fn data_end(seg: &Segment) -> u32 {
 /// `S` acknowledges `seg.ack`: its own ACK and window, and, since what it
 /// acknowledges it has received in order, `R`'s data up to there.
 #[inline(always)]
-fn learn_ack(s: &mut FlowHalf, r: &mut FlowHalf, seg: &Segment, shift: u8) {
+fn learn_ack(s: &mut FlowHalf, r: &mut FlowHalf, seg: &Segment) {
     if !seg.has(ACK) {
         return;
     }
     if !s.has(HALF_ACK) || after(seg.ack, s.ack) {
         s.ack = seg.ack;
     }
-    s.flags |= HALF_ACK;
-    s.win = (seg.win as u32) << shift;
+    s.flags = (s.flags | HALF_ACK) & !HALF_SYN_WIN;
+    s.win = seg.win;
     if r.has(HALF_SEEN) && after(seg.ack, r.snd_nxt) {
         r.snd_nxt = seg.ack;
         if after(seg.ack, r.max_end) {
@@ -293,7 +320,11 @@ fn update(
     let initiator = flow.is_initiator(sender_is_lo);
     let both_seen = flow.both_seen();
     let picked_up = flow.has(FLOW_PICKED_UP);
-    let flow_since = flow.state_since_ns;
+    let timer = flow.timer;
+    // The windows the claim is checked against, before the halves are
+    // borrowed.
+    let s_win = flow.window(sender_is_lo);
+    let r_win = flow.window(!sender_is_lo);
     let (s, r) = flow.halves_mut(sender_is_lo);
     let local = origin == Origin::Local;
 
@@ -301,23 +332,25 @@ fn update(
         return Step::Ignored(Ignore::LocalSpoof);
     }
     if seg.has(SYN) {
-        let since = flow_since;
         let step = if seg.has(ACK) {
             syn_ack(s, r, seg, state, initiator, local)
         } else {
             bare_syn(s, seg, state, initiator, both_seen, local, || {
-                now.now().wrapping_sub(since)
+                units(now.now()).wrapping_sub(timer)
             })
         };
         if step == Step::Learned && state == FlowState::SynSent && !initiator && seg.has(ACK) {
+            flow.set_wscale(sender_is_lo, seg.wscale);
+            if seg.wscale == WSCALE_NONE {
+                flow.set_wscale(!sender_is_lo, WSCALE_NONE);
+            }
             set_state(flow, FlowState::SynRecv, now);
         }
         return step;
     }
 
-    let shift = window_shift(s.wscale, r.wscale);
     if !local {
-        if let Err(why) = plausible(s, r, seg) {
+        if let Err(why) = plausible(s, r, s_win, r_win, seg) {
             // An endpoint never seen that does not fit a flow picked up
             // from the other side alone: that pickup may have come from a
             // forgery, and no RST on it was judged yet (one-sided). Start
@@ -359,23 +392,53 @@ fn update(
             }
         }
     }
-    learn_ack(s, r, seg, shift);
+    learn_ack(s, r, seg);
     learn_sack(s, r, seg, local);
     s.ttl = seg.ttl;
     s.flags |= HALF_SEEN;
+    if seg.payload_len != 0 && !seg.first_fragment {
+        s.flags |= HALF_DATA_LAST;
+        r.flags &= !HALF_DATA_LAST;
+    }
 
+    let t = now.now();
+    touch(flow, seen(t));
     let next = next_state(flow, state, initiator, seg);
     if next != state {
-        set_state(flow, next, now);
+        set_state(flow, next, t);
     }
     step
+}
+
+/// A gap this long (in [`Seen`] units, over 2 s) wakes a flow: see
+/// [`touch`].
+pub const IDLE_WAKE: Seen = 2;
+
+/// Records that the flow carried a segment at `now`. The first segment
+/// after a gap of [`IDLE_WAKE`] or more leaves `seen` where it was (and
+/// sets `FLOW_WOKE`): a RST answering it (a NAT that forgot the flow)
+/// then sees the whole gap. The next segment moves it on.
+#[inline(always)]
+pub fn touch(flow: &mut Flow, now: Seen) {
+    if now.wrapping_sub(flow.seen) >= IDLE_WAKE && !flow.has(FLOW_WOKE) {
+        flow.flags |= FLOW_WOKE;
+    } else {
+        flow.flags &= !FLOW_WOKE;
+        flow.seen = now;
+    }
 }
 
 /// Whether a claimed non-SYN segment from `S` fits what `R` makes
 /// plausible (netfilter's `tcp_in_window` bounds). Where `R` was never
 /// seen there is nothing to check against.
 #[inline(always)]
-fn plausible(s: &FlowHalf, r: &FlowHalf, seg: &Segment) -> Result<(), Ignore> {
+fn plausible(
+    s: &FlowHalf,
+    r: &FlowHalf,
+    s_win: u32,
+    r_win: u32,
+    seg: &Segment,
+) -> Result<(), Ignore> {
     if !r.has(HALF_SEEN) {
         return Ok(());
     }
@@ -386,8 +449,8 @@ fn plausible(s: &FlowHalf, r: &FlowHalf, seg: &Segment) -> Result<(), Ignore> {
         return Err(Ignore::AckOutOfRange);
     }
     {
-        let lag = if s.win > MIN_ACK_WINDOW {
-            s.win
+        let lag = if s_win > MIN_ACK_WINDOW {
+            s_win
         } else {
             MIN_ACK_WINDOW
         };
@@ -406,19 +469,19 @@ fn plausible(s: &FlowHalf, r: &FlowHalf, seg: &Segment) -> Result<(), Ignore> {
     } else {
         return Ok(());
     };
-    let slack = if r.win > MIN_ACK_WINDOW {
-        r.win
+    let slack = if r_win > MIN_ACK_WINDOW {
+        r_win
     } else {
         MIN_ACK_WINDOW
     };
-    if after(seg.seq, base.wrapping_add(r.win)) || before(data_end(seg), base.wrapping_sub(slack)) {
+    if after(seg.seq, base.wrapping_add(r_win)) || before(data_end(seg), base.wrapping_sub(slack)) {
         return Err(Ignore::SeqOutOfWindow);
     }
     Ok(())
 }
 
-/// A bare SYN on an existing flow. `age_ns` tells how long the flow has been
-/// in its state.
+/// A bare SYN on an existing flow. `age` tells how long the flow has been
+/// in SYN_SENT.
 #[inline(always)]
 fn bare_syn(
     s: &FlowHalf,
@@ -427,7 +490,7 @@ fn bare_syn(
     initiator: bool,
     both_seen: bool,
     local: bool,
-    age_ns: impl Fn() -> u64,
+    age: impl Fn() -> Units,
 ) -> Step {
     let starting = matches!(state, FlowState::SynSent | FlowState::SynRecv);
     if starting && initiator && s.snd_nxt == seg.seq.wrapping_add(1) {
@@ -440,7 +503,7 @@ fn bare_syn(
         // timeout, starts over; one sooner is as likely an attacker's (a
         // real initiator retransmits the same ISN, and a new attempt on the
         // same four-tuple comes only after the old one failed).
-        return if local || age_ns() > SYN_RETRY_NS {
+        return if local || age() > SYN_RETRY {
             Step::Create
         } else {
             Step::Ignored(Ignore::Syn)
@@ -532,9 +595,9 @@ fn learn_sack(s: &mut FlowHalf, r: &FlowHalf, seg: &Segment, local: bool) {
 }
 
 #[inline(always)]
-fn set_state(flow: &mut Flow, state: FlowState, now: impl Clock) {
-    flow.state = state as u8;
-    flow.state_since_ns = now.now();
+pub fn set_state(flow: &mut Flow, state: FlowState, now: impl Clock) {
+    flow.put_state(state);
+    start_timer(flow, now);
 }
 
 #[inline(always)]

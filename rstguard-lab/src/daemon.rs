@@ -172,3 +172,19 @@ pub fn iface<'a>(report: &'a serde_json::Value, dev: &str) -> &'a serde_json::Va
         .find(|i| i["device"] == dev)
         .unwrap_or_else(|| panic!("no {dev} in {report}"))
 }
+
+/// What a real peer's RST would carry, and the window: the receiver's last
+/// ACK and window, from the flow table of the rstguard running in `ns`.
+pub fn receiver_window(ns: &Netns, receiver: std::net::SocketAddr) -> (u32, u32) {
+    let flows = ns.cli_json(&["flows"]);
+    let want = receiver.to_string();
+    for f in flows.as_array().expect("a list of flows") {
+        for (end, sent) in [("a", "a_sent"), ("b", "b_sent")] {
+            if f[end].as_str() == Some(want.as_str()) {
+                let half = &f[sent];
+                return (crate::n(&half["ack"]) as u32, crate::n(&half["win"]) as u32);
+            }
+        }
+    }
+    panic!("no flow with {want}: {flows}");
+}

@@ -1,6 +1,9 @@
 //! A legacy TCP stack: a smoltcp endpoint on a TAP device. Like RFC 793
 //! stacks (and unlike Linux since 3.6), smoltcp closes a connection on any
-//! RST inside its receive window, exact or not.
+//! RST inside its receive window, exact or not. It reassembles IPv4
+//! fragments (smoltcp's `proto-ipv4-fragmentation`, enabled in the
+//! workspace), as embedded stacks do: a RST cut into fragments reaches it
+//! whole.
 //!
 //! The peer runs on a thread of this process that has entered the peer's
 //! namespace, so the TAP device is created there.

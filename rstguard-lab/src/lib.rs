@@ -7,17 +7,22 @@
 //! * [`daemon`]: a running `rstguard attach`, and the CLI beside it;
 //! * [`traffic`]: live transfers, HTTP scrapes, socket helpers;
 //! * [`spoof`]: RSTs from raw sockets, as a blind attacker sends them;
+//! * [`fragments`]: forged segments cut into IP fragments (tiny ones, and
+//!   RSTs in first fragments);
 //! * [`routed`]: client, router, server and attacker, IPv4 and IPv6;
-//! * [`legacy`]: a smoltcp peer on a TAP device (accepts any in-window RST).
+//! * [`legacy`]: a smoltcp peer on a TAP device (accepts any in-window RST);
+//! * [`tunnel`]: two namespaces joined by tun devices (no link-layer header).
 
 pub mod attack;
 pub mod daemon;
+pub mod fragments;
 pub mod kernel_tcp;
 pub mod legacy;
 pub mod netns;
 pub mod routed;
 pub mod spoof;
 pub mod traffic;
+pub mod tunnel;
 
 use std::{path::PathBuf, process::Command};
 

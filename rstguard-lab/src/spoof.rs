@@ -3,7 +3,7 @@
 //! implies IP_HDRINCL, for IPv4 and IPv6 alike).
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{
         atomic::{AtomicBool, Ordering},
         Arc,
@@ -16,7 +16,10 @@ use etherparse::PacketBuilder;
 use rand::Rng;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::netns::Netns;
+use crate::{
+    fragments::{fragments, next_id, Cut},
+    netns::Netns,
+};
 
 /// A raw socket for one address family. Create it on a thread inside the
 /// attacker's namespace.
@@ -40,12 +43,31 @@ impl Spoofer {
 
     /// Sends a forged segment from `src` to `dst`.
     pub fn send(&self, src: SocketAddr, dst: SocketAddr, seg: &Forged) {
-        let pkt = seg.packet(src, dst);
-        let to = SockAddr::from(SocketAddr::new(dst.ip(), 0));
+        self.send_packet(dst.ip(), &seg.packet(src, dst));
+    }
+
+    /// Sends a forged segment from `src` to `dst` cut into IP fragments as
+    /// `cut` says (its payload length is `cut.payload`); returns how many
+    /// fragments went out.
+    pub fn send_cut(&self, src: SocketAddr, dst: SocketAddr, seg: &Forged, cut: &Cut) -> usize {
+        let seg = Forged {
+            payload: cut.payload,
+            ..*seg
+        };
+        let frags = fragments(&seg.packet(src, dst), cut.sizes, next_id());
+        for f in &frags {
+            self.send_packet(dst.ip(), f);
+        }
+        frags.len()
+    }
+
+    /// Sends an IP packet, header and all, to `dst`.
+    pub fn send_packet(&self, dst: IpAddr, pkt: &[u8]) {
+        let to = SockAddr::from(SocketAddr::new(dst, 0));
         assert_eq!(self.v6, dst.is_ipv6(), "address family");
         self.sock
-            .send_to(&pkt, &to)
-            .expect("sending a spoofed segment");
+            .send_to(pkt, &to)
+            .expect("sending a spoofed packet");
     }
 }
 
@@ -180,6 +202,30 @@ pub fn forged_pairs(
     })
 }
 
+/// Sends `n` SYNs to `dst` from random sources in 10.0.0.0/8 (random
+/// ports and sequence numbers), as a flood of new flows does; returns how
+/// many went out.
+pub fn syn_flood(ns: &Netns, dst: SocketAddr, n: u32) -> u64 {
+    ns.run(move || {
+        let s = Spoofer::new(dst.is_ipv6());
+        let mut rng = rand::thread_rng();
+        let mut sent = 0u64;
+        for _ in 0..n {
+            let a: [u8; 3] = rng.gen();
+            let src = SocketAddr::new(
+                std::net::Ipv4Addr::new(10, a[0], a[1], a[2]).into(),
+                rng.gen_range(1024..65535),
+            );
+            s.send(src, dst, &Forged::syn(rng.gen()));
+            sent += 1;
+            if sent.is_multiple_of(u64::from(BURST)) {
+                thread::sleep(Duration::from_millis(1));
+            }
+        }
+        sent
+    })
+}
+
 /// Sends one RST (ACK `ack`) per sequence number in `seqs`.
 pub fn rsts_at(ns: &Netns, src: SocketAddr, dst: SocketAddr, seqs: Vec<u32>, ack: Option<u32>) {
     ns.run(move || {
@@ -194,22 +240,71 @@ pub fn rsts_at(ns: &Netns, src: SocketAddr, dst: SocketAddr, seqs: Vec<u32>, ack
     thread::sleep(Duration::from_millis(300));
 }
 
+/// Sends one RST (ACK `ack`) per sequence number in `seqs`, each cut into
+/// IP fragments as `cut` says, then lets them land.
+pub fn fragmented_rsts_at(
+    ns: &Netns,
+    src: SocketAddr,
+    dst: SocketAddr,
+    seqs: Vec<u32>,
+    ack: Option<u32>,
+    cut: Cut,
+) {
+    ns.run(move || {
+        let s = Spoofer::new(dst.is_ipv6());
+        let mut packets = 0u32;
+        for seq in seqs {
+            // A packet's fragments go back to back; the pause comes between
+            // packets, every BURST fragments or so.
+            let k = s.send_cut(src, dst, &Forged::rst(seq, ack), &cut) as u32;
+            if (packets + k) / BURST > packets / BURST {
+                thread::sleep(Duration::from_millis(1));
+            }
+            packets += k;
+        }
+    });
+    thread::sleep(Duration::from_millis(300));
+}
+
 /// Sweeps the whole sequence space with RSTs `step` apart (one receive
 /// window apart, as a blind attacker against a stack that accepts any
 /// in-window RST would). Returns how many were sent.
 pub fn sweep(ns: &Netns, src: SocketAddr, dst: SocketAddr, step: u32, start: u32) -> u64 {
+    sweep_cut(ns, src, dst, step, start, None)
+}
+
+/// [`sweep`], with each RST cut into IP fragments when `cut` is some.
+/// Returns how many RSTs were sent.
+pub fn sweep_cut(
+    ns: &Netns,
+    src: SocketAddr,
+    dst: SocketAddr,
+    step: u32,
+    start: u32,
+    cut: Option<Cut>,
+) -> u64 {
     assert!(step >= 1024, "a sweep {step} apart would be far too long");
     ns.run(move || {
         let s = Spoofer::new(dst.is_ipv6());
         let mut sent = 0u64;
+        let mut packets = 0u64;
         let mut seq = start;
         for _ in 0..(u64::from(u32::MAX) / u64::from(step) + 1) {
-            s.rst(src, dst, seq, None);
+            let rst = Forged::rst(seq, None);
+            let k = match &cut {
+                None => {
+                    s.send(src, dst, &rst);
+                    1
+                }
+                Some(cut) => s.send_cut(src, dst, &rst, cut) as u64,
+            };
             seq = seq.wrapping_add(step);
             sent += 1;
-            if sent.is_multiple_of(u64::from(BURST)) {
+            // A pause every BURST packets, between RSTs.
+            if (packets + k) / u64::from(BURST) > packets / u64::from(BURST) {
                 thread::sleep(Duration::from_micros(500));
             }
+            packets += k;
         }
         sent
     })

@@ -53,6 +53,26 @@ pub struct Outcome {
 /// 16 KiB every millisecond (about 16 MB/s).
 pub const FAST: (usize, u64) = (16384, 1);
 
+/// How a transfer's client sends.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientOpts {
+    /// `pace.0` bytes every `pace.1` ms.
+    pub pace: (usize, u64),
+    /// Clear DF on its IPv4 packets (`IP_MTU_DISCOVER = IP_PMTUDISC_DONT`),
+    /// so that a router with a smaller MTU fragments them rather than
+    /// sending back "fragmentation needed".
+    pub df_clear: bool,
+}
+
+impl Default for ClientOpts {
+    fn default() -> Self {
+        ClientOpts {
+            pace: FAST,
+            df_clear: false,
+        }
+    }
+}
+
 impl LiveTransfer {
     /// Server on `server_ip:port` in `server`, client in `client`.
     pub fn start(
@@ -67,6 +87,17 @@ impl LiveTransfer {
 
     /// Server on `addr` in `server`, client in `client`.
     pub fn between(server: &Netns, client: &Netns, addr: SocketAddr) -> LiveTransfer {
+        Self::between_with(server, client, addr, ClientOpts::default())
+    }
+
+    /// Server on `addr` in `server`, a client sending as `opts` says in
+    /// `client`.
+    pub fn between_with(
+        server: &Netns,
+        client: &Netns,
+        addr: SocketAddr,
+        opts: ClientOpts,
+    ) -> LiveTransfer {
         use std::{
             net::TcpListener,
             sync::atomic::{AtomicBool, AtomicU64},
@@ -103,7 +134,7 @@ impl LiveTransfer {
         ready_rx
             .recv_timeout(Duration::from_secs(10))
             .expect("the server listens");
-        let mut t = Self::to(client, addr, FAST);
+        let mut t = Self::to_with(client, addr, opts);
         t.received = received;
         t.server = Some(server);
         t.abort = abort;
@@ -113,18 +144,30 @@ impl LiveTransfer {
     /// A client in `client` sending `pace.0` bytes every `pace.1` ms to
     /// `addr`, whatever listens there.
     pub fn to(client: &Netns, addr: SocketAddr, pace: (usize, u64)) -> LiveTransfer {
+        Self::to_with(
+            client,
+            addr,
+            ClientOpts {
+                pace,
+                ..ClientOpts::default()
+            },
+        )
+    }
+
+    /// A client in `client` sending to `addr` as `opts` says.
+    pub fn to_with(client: &Netns, addr: SocketAddr, opts: ClientOpts) -> LiveTransfer {
         use std::{
             io::Write,
             net::Shutdown,
             sync::atomic::{AtomicBool, AtomicU64},
         };
+        let pace = opts.pace;
         let stop = Arc::new(AtomicBool::new(false));
         let (port_tx, port_rx) = mpsc::channel();
         let client = {
             let stop = Arc::clone(&stop);
             client.spawn(move || {
-                let mut c = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-                    .expect("connecting");
+                let mut c = connect(addr, opts.df_clear);
                 port_tx.send(c.local_addr().unwrap().port()).unwrap();
                 let chunk = vec![1u8; pace.0];
                 let mut sent = 0u64;
@@ -218,6 +261,35 @@ impl LiveTransfer {
             server_error,
         }
     }
+}
+
+/// Connects to `addr` (within 5 s), with DF cleared when `df_clear`.
+fn connect(addr: SocketAddr, df_clear: bool) -> std::net::TcpStream {
+    use std::os::fd::AsRawFd;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("a TCP socket");
+    if df_clear {
+        assert!(addr.is_ipv4(), "IPv6 routers never fragment: DF is IPv4's");
+        let dont: libc::c_int = libc::IP_PMTUDISC_DONT;
+        // SAFETY: a valid socket and an int option of the right size.
+        let r = unsafe {
+            libc::setsockopt(
+                s.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MTU_DISCOVER,
+                (&dont as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(r, 0, "IP_MTU_DISCOVER: {}", std::io::Error::last_os_error());
+    }
+    s.connect_timeout(&addr.into(), Duration::from_secs(5))
+        .expect("connecting");
+    s.into()
 }
 
 /// GET `path` over HTTP/1.0 from inside `ns`; returns (status, body).

@@ -44,6 +44,15 @@ pub enum Commands {
     Stats(StatsArgs),
     /// List tracked flows with their state.
     Flows(FlowsArgs),
+    /// Why was my connection reset? The latest RSTs, oldest first: time,
+    /// interface, direction (ingress: it arrived; egress: this host sent
+    /// it), sender -> receiver, verdict, action, likely cause, and the
+    /// evidence in words. Every RST a real peer could have sent is
+    /// recorded, and a sample of the suspicious ones (within
+    /// --event-budget); the daemon keeps the latest 1024.
+    ///
+    /// Example: rstguard resets --follow
+    Resets(ResetsArgs),
     /// Show or change the live policy (no reload, no detach).
     #[command(subcommand)]
     Policy(PolicyCmd),
@@ -102,6 +111,19 @@ pub struct FlowsArgs {
     pub limit: usize,
 }
 
+#[derive(Debug, Args)]
+pub struct ResetsArgs {
+    /// Print JSON lines instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Show at most the latest N.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    pub limit: usize,
+    /// Then keep printing new ones as they come, until Ctrl-C.
+    #[arg(long)]
+    pub follow: bool,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum PolicyCmd {
     /// Show the live policy.
@@ -109,8 +131,9 @@ pub enum PolicyCmd {
     /// Change the live policy of every interface: KEY=VALUE with keys
     /// level (monitor|enforce|strict|auto), no_flow (pass|drop), time_wait
     /// (pass|drop), unparsed (pass|drop), pickup (on|off), inexact_budget
-    /// (N per second) and event_sample (one event per N suspicious RSTs;
-    /// 0: none).
+    /// (N per second), event_sample (one event per N suspicious RSTs;
+    /// 0: none), drop_injected (on|off), ttl_slack (hops) and idle_after
+    /// (seconds).
     ///
     /// Under --policy auto, setting a level pins it: the controller leaves
     /// it alone until `policy set level=auto` hands it back.
@@ -208,10 +231,19 @@ pub struct AttachArgs {
     #[arg(long = "trust", value_name = "PREFIX")]
     pub trust: Vec<Prefix>,
 
-    /// Flow table capacity (LRU: the least recently seen flow makes room).
-    /// [default: 1048576]
+    /// Capacity of the table of assured flows (handshake done, both sides
+    /// seen): 128 bytes of kernel memory each. Only flows that proved
+    /// themselves enter it, so a flood of new flows cannot flush it; when
+    /// it is full, the least recently used assured flow makes room (counted
+    /// as evicted). [default: 1048576]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub flows: Option<u32>,
+
+    /// Capacity of the table of flows not yet assured (SYN_SENT, SYN_RECV,
+    /// picked up from one side): a flood of SYNs churns this one. 128
+    /// bytes each. [default: 65536]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub new_flows: Option<u32>,
 
     /// Seconds between counter summaries; 0 prints only the final one.
     /// [default: 10]
@@ -299,6 +331,27 @@ pub struct PolicyArgs {
     /// them. [default: pass]
     #[arg(long, value_enum, value_name = "ACTION")]
     pub unparsed: Option<ActionArg>,
+
+    /// Drop RSTs with a sequence number a peer uses but sent from another
+    /// distance than the peer's own segments (TTL or hop limit off by more
+    /// than --ttl-slack): on-path injection, as censors and hostile
+    /// networks do it. Off by default: a firewall's legitimate reject (and
+    /// a NAT that forgot an idle flow) looks the same, and this drops it
+    /// too. Counted as ttl_mismatch.
+    #[arg(long)]
+    pub drop_injected: bool,
+
+    /// How far a RST's TTL / hop limit may be from the peer's own before it
+    /// counts as sent from another distance (the middlebox, idle_expired
+    /// and injected causes; --drop-injected). [default: 0]
+    #[arg(long, value_name = "HOPS")]
+    pub ttl_slack: Option<u8>,
+
+    /// Idle time after which a middlebox (a NAT, a load balancer) may have
+    /// forgotten a flow: an exact RST from another distance after it is
+    /// idle_expired. [default: 60]
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u16).range(1..))]
+    pub idle_after: Option<u16>,
 
     /// Track only flows whose SYN was seen (no mid-stream pickup). Flows
     /// that predate rstguard then count as no_flow.

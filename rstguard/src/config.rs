@@ -9,8 +9,10 @@ use std::{
 };
 
 use rstguard_common::{
-    maps::DEFAULT_FLOWS,
-    policy::{DEFAULT_EVENT_SAMPLE, DEFAULT_INEXACT_PER_SEC},
+    maps::{DEFAULT_EMBRYONIC, DEFAULT_FLOWS},
+    policy::{
+        DEFAULT_EVENT_SAMPLE, DEFAULT_IDLE_AFTER_SECS, DEFAULT_INEXACT_PER_SEC, DEFAULT_TTL_SLACK,
+    },
     Action, Level, Policy,
 };
 use serde::Deserialize;
@@ -42,11 +44,15 @@ pub struct ConfigFile {
     pub no_flow: Option<ActionArg>,
     pub time_wait: Option<ActionArg>,
     pub unparsed: Option<ActionArg>,
+    pub drop_injected: Option<bool>,
+    pub ttl_slack: Option<u8>,
+    pub idle_after: Option<u16>,
     pub pickup: Option<bool>,
     pub inexact_budget: Option<u32>,
     pub event_sample: Option<u32>,
     pub trust: Option<Vec<String>>,
     pub flows: Option<u32>,
+    pub new_flows: Option<u32>,
     pub interval: Option<u64>,
     pub metrics: Option<String>,
     pub log_events_per_sec: Option<u32>,
@@ -121,6 +127,7 @@ pub struct Settings {
     pub auto: Option<AutoSettings>,
     pub trust: Vec<Prefix>,
     pub flows: u32,
+    pub new_flows: u32,
     pub interval: u64,
     pub json: bool,
     pub metrics: Option<SocketAddr>,
@@ -227,6 +234,18 @@ pub fn resolve(
             .event_sample
             .or(file.event_sample)
             .unwrap_or(DEFAULT_EVENT_SAMPLE),
+        drop_injected: u8::from(p.drop_injected || file.drop_injected.unwrap_or(false)),
+        ttl_slack: p.ttl_slack.or(file.ttl_slack).unwrap_or(DEFAULT_TTL_SLACK),
+        idle_after_secs: {
+            let secs = p
+                .idle_after
+                .or(file.idle_after)
+                .unwrap_or(DEFAULT_IDLE_AFTER_SECS);
+            if secs == 0 {
+                return Err(ConfigError("idle_after must be at least 1 second".into()));
+            }
+            secs
+        },
         ..Policy::default()
     };
     policy.set_inexact_per_sec(
@@ -249,6 +268,13 @@ pub fn resolve(
     let flows = args.flows.or(file.flows).unwrap_or(DEFAULT_FLOWS);
     if flows == 0 {
         return Err(ConfigError("flows must be at least 1".into()));
+    }
+    let new_flows = args
+        .new_flows
+        .or(file.new_flows)
+        .unwrap_or(DEFAULT_EMBRYONIC);
+    if new_flows == 0 {
+        return Err(ConfigError("new_flows must be at least 1".into()));
     }
     let metrics = if args.no_metrics {
         None
@@ -293,6 +319,7 @@ pub fn resolve(
         auto,
         trust,
         flows,
+        new_flows,
         interval: args.interval.or(file.interval).unwrap_or(10),
         json: args.json,
         metrics,
@@ -375,6 +402,9 @@ pub fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
     if old.flows != new.flows {
         v.push("flows");
     }
+    if old.new_flows != new.new_flows {
+        v.push("new_flows");
+    }
     if old.state != new.state || old.iface_states != new.iface_states {
         v.push("state");
     }
@@ -411,6 +441,7 @@ mod tests {
         assert!(file.unparsed.is_some());
         assert!(file.inexact_budget.is_some() && file.event_sample.is_some());
         assert!(file.trust.is_some() && file.flows.is_some() && file.interval.is_some());
+        assert!(file.new_flows.is_some());
         assert!(file.metrics.is_some() && file.log_events_per_sec.is_some());
         assert!(file.event_budget.is_some());
         assert!(!file.interface.is_empty());

@@ -7,37 +7,23 @@ use aya::{
 };
 use rstguard_common::{maps, socket::SockFields};
 
-use crate::{error::Error, maps::Maps};
+use crate::{error::Error, kernel, maps::Maps};
 
 /// The object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard"));
 
-/// The benchmark object: rstguard's programs and the baselines they are
-/// measured against (see `rstguard-ebpf/src/bench.rs`).
-#[cfg(feature = "bench")]
-pub static BENCH_OBJECT: &[u8] =
-    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard-bench"));
-
-/// The oldest kernel with every helper the programs call
-/// (`bpf_xdp_load_bytes` came in 5.18).
-pub const MIN_KERNEL: (u8, u8) = (5, 18);
-
-/// Refuses kernels older than [`MIN_KERNEL`], naming both versions.
-pub fn check_kernel(current: aya::util::KernelVersion) -> Result<(), Error> {
-    let (major, minor) = MIN_KERNEL;
-    if current < aya::util::KernelVersion::new(major, minor, 0) {
-        return Err(Error::OldKernel {
-            found: format!("{current:?}"),
-        });
-    }
-    Ok(())
+/// The object this binary embeds (empty when built with `AYA_BUILD_SKIP`).
+pub fn object() -> &'static [u8] {
+    OBJECT
 }
 
 /// Options fixed at load time.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Flow table capacity.
+    /// Capacity of the assured flow table.
     pub flows: u32,
+    /// Capacity of the table of flows not yet assured.
+    pub new_flows: u32,
     /// Socket mode's field offsets (`SockFields::DISABLED`: off; see
     /// `crate::socket`).
     pub sock_fields: SockFields,
@@ -47,6 +33,7 @@ impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
             flows: maps::DEFAULT_FLOWS,
+            new_flows: maps::DEFAULT_EMBRYONIC,
             sock_fields: SockFields::DISABLED,
         }
     }
@@ -61,47 +48,47 @@ pub struct Loaded {
     pub events: Option<RingBuf<MapData>>,
     /// The per-CPU event budget, until the daemon takes it.
     pub event_budget: Option<PerCpuArray<MapData, u32>>,
+    /// The secret of IPv6 flow keys (see `FlowKey::of`), chosen at random
+    /// for this load.
+    pub key_secret: [u64; 2],
 }
 
 impl Loaded {
     /// Loads the object and both programs into the kernel.
     pub fn load(opts: &LoadOptions) -> Result<Loaded, Error> {
-        Self::load_object(OBJECT, opts, &[])
+        Self::load_object(OBJECT, opts)
     }
 
-    /// Loads `object`: rstguard's two programs, and the extra XDP programs
-    /// named in `extra_xdp` (the benchmark's baselines).
-    pub fn load_object(
-        object: &[u8],
-        opts: &LoadOptions,
-        extra_xdp: &[&'static str],
-    ) -> Result<Loaded, Error> {
+    /// Loads `object` (an object with rstguard's maps and its two
+    /// programs) and both programs into the kernel.
+    pub fn load_object(object: &[u8], opts: &LoadOptions) -> Result<Loaded, Error> {
         if object.is_empty() {
             return Err(Error::NoObject);
         }
-        if opts.flows == 0 {
+        if opts.flows == 0 || opts.new_flows == 0 {
             return Err(Error::BadFlows);
         }
+        let key_secret = random_secret()?;
         if let Ok(v) = aya::util::KernelVersion::current() {
-            check_kernel(v)?;
+            kernel::check(v)?;
         }
+        // Calls to helpers this kernel lacks become calls to older ones.
+        let object = kernel::rewrite_helpers(object, &kernel::needed_rewrites())?;
         let mut ebpf = EbpfLoader::new()
             .map_max_entries(maps::FLOWS, opts.flows)
+            .map_max_entries(maps::EMBRYONIC, opts.new_flows)
+            .override_global(maps::FLOW_KEY_SECRET, &key_secret, true)
             .override_global(
                 rstguard_common::socket::SOCK_FIELDS,
                 &opts.sock_fields,
                 true,
             )
-            .load(object)
+            .load(object.bytes())
             .map_err(|e| Error::Load(Box::new(e)))?;
-        for name in extra_xdp {
-            let p: &mut Xdp = program(&mut ebpf, name)?;
-            p.load().map_err(|e| Error::program(name, e))?;
-        }
         let xdp: &mut Xdp = program(&mut ebpf, maps::PROG_XDP)?;
-        xdp.load().map_err(|e| Error::program(maps::PROG_XDP, e))?;
+        xdp.load().map_err(|e| Error::loading(maps::PROG_XDP, e))?;
         let tc: &mut SchedClassifier = program(&mut ebpf, maps::PROG_TC)?;
-        tc.load().map_err(|e| Error::program(maps::PROG_TC, e))?;
+        tc.load().map_err(|e| Error::loading(maps::PROG_TC, e))?;
         let events = ebpf
             .take_map(maps::EVENTS)
             .ok_or(Error::MissingMap(maps::EVENTS))?;
@@ -117,6 +104,7 @@ impl Loaded {
             maps,
             events: Some(events),
             event_budget: Some(budget),
+            key_secret,
         })
     }
 
@@ -133,10 +121,26 @@ impl Loaded {
         program(&mut self.ebpf, maps::PROG_TC)
     }
 
-    /// Any XDP program of the object, by name.
-    pub fn xdp_named(&mut self, name: &'static str) -> Result<&mut Xdp, Error> {
-        program(&mut self.ebpf, name)
+    /// Another XDP program of the object, by name, loaded into the kernel
+    /// on first use.
+    pub fn other_xdp(&mut self, name: &'static str) -> Result<&mut Xdp, Error> {
+        let p: &mut Xdp = program(&mut self.ebpf, name)?;
+        if p.fd().is_err() {
+            p.load().map_err(|e| Error::loading(name, e))?;
+        }
+        Ok(p)
     }
+}
+
+/// 128 random bits from the kernel (getrandom(2)).
+fn random_secret() -> Result<[u64; 2], Error> {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).map_err(|e| Error::Random(e.to_string()))?;
+    let (lo, hi) = b.split_at(8);
+    Ok([
+        u64::from_ne_bytes(lo.try_into().expect("8 bytes")),
+        u64::from_ne_bytes(hi.try_into().expect("8 bytes")),
+    ])
 }
 
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &'static str) -> Result<&'a mut T, Error>
@@ -145,24 +149,4 @@ where
 {
     let prog = ebpf.program_mut(name).ok_or(Error::MissingProgram(name))?;
     prog.try_into().map_err(|e| Error::program(name, e))
-}
-
-#[cfg(test)]
-mod tests {
-    use aya::util::KernelVersion;
-
-    use super::*;
-
-    #[test]
-    fn old_kernels_are_refused_by_name() {
-        assert!(check_kernel(KernelVersion::new(6, 18, 0)).is_ok());
-        assert!(check_kernel(KernelVersion::new(5, 18, 0)).is_ok());
-        let err = check_kernel(KernelVersion::new(5, 15, 120))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("5.18") && err.contains("5") && err.contains("15"),
-            "{err}"
-        );
-    }
 }

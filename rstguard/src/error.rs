@@ -14,12 +14,28 @@ pub enum Error {
     NoObject,
 
     #[error(
-        "this kernel ({found}) is too old: rstguard needs Linux 5.18 or later \
-         (its programs call bpf_xdp_load_bytes)"
+        "this is Linux {found}, older than {floor}, the oldest kernel rstguard runs on: \
+         run it on Linux {floor} or later"
     )]
-    OldKernel { found: String },
+    OldKernel { found: String, floor: &'static str },
 
-    #[error("--flows must be at least 1")]
+    #[error("this binary's eBPF object is not a valid ELF file ({0}): rebuild it with `cargo xtask build`")]
+    BadObject(String),
+
+    #[error(
+        "the kernel's verifier rejected program {program} on Linux {kernel} ({reason}): \
+         this rstguard build cannot run on this kernel; try the newest rstguard, and if that \
+         fails too, report it with the full verifier log, {log}"
+    )]
+    Verifier {
+        program: &'static str,
+        kernel: String,
+        reason: String,
+        /// Where the full log was written, or why it could not be.
+        log: String,
+    },
+
+    #[error("--flows and --new-flows must be at least 1")]
     BadFlows,
 
     #[error("--state socket cannot run here: {0} (--state auto falls back to tracking)")]
@@ -68,6 +84,9 @@ pub enum Error {
 
     #[error("no interface named '{0}' (list them with `ip link`)")]
     NoSuchInterface(String),
+
+    #[error("cannot read random bytes from the kernel: {0}")]
+    Random(String),
 
     #[error("interface '{0}' is listed twice")]
     DuplicateInterface(String),
@@ -181,10 +200,120 @@ impl Error {
         }
     }
 
+    /// A program failed to load: a verifier rejection becomes one line
+    /// (the program, the kernel, the verifier's own words, what to do)
+    /// and the full log goes to a file; anything else stays as it is.
+    pub fn loading(name: &'static str, e: aya::programs::ProgramError) -> Error {
+        let aya::programs::ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } = &e
+        else {
+            return Error::program(name, e);
+        };
+        let log = verifier_log.to_string();
+        let reason = verifier_reason(&log).unwrap_or_else(|| io_error.to_string());
+        let log = if log.trim().is_empty() {
+            "but the kernel wrote none".to_string()
+        } else {
+            match crate::paths::write_verifier_log(name, &log) {
+                Ok(path) => format!("written to {}", path.display()),
+                Err(why) => format!("which could not be written anywhere ({why})"),
+            }
+        };
+        Error::Verifier {
+            program: name,
+            kernel: crate::kernel::release(),
+            reason,
+            log,
+        }
+    }
+
     pub fn map(name: &'static str, e: aya::maps::MapError) -> Error {
         Error::Map {
             name,
             source: Box::new(e),
         }
+    }
+}
+
+/// The verifier's own words about why it gave up: the lines after the last
+/// instruction it walked, without its statistics, joined into one line.
+fn verifier_reason(log: &str) -> Option<String> {
+    let lines: Vec<&str> = log.lines().map(str::trim).collect();
+    let is_insn = |l: &str| {
+        let digits = l.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0 && l[digits..].starts_with(':')
+    };
+    // The verifier's trace between and after instructions: register and
+    // stack states, precision backtracking, statistics.
+    let is_trace = |l: &str| {
+        let r = l
+            .strip_prefix('R')
+            .map(|r| r.trim_start_matches(|c: char| c.is_ascii_digit()));
+        l.is_empty()
+            || r.is_some_and(|r| {
+                r.len() + 1 < l.len() && (r.starts_with('=') || r.starts_with('_'))
+            })
+            || [
+                "processed ",
+                "verification time",
+                "stack depth",
+                ";",
+                "from ",
+                "last_idx",
+                "regs=",
+                "parent ",
+                "func#",
+                "mark_precise",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p))
+    };
+    let from = lines.iter().rposition(|l| is_insn(l)).map_or(0, |i| i + 1);
+    let reason: Vec<&str> = lines[from..]
+        .iter()
+        .copied()
+        .filter(|l| !is_trace(l))
+        .collect();
+    if reason.is_empty() {
+        return None;
+    }
+    let mut reason = reason.join("; ");
+    if reason.len() > 240 {
+        let mut cut = 240;
+        while !reason.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        reason.truncate(cut);
+        reason.push_str("...");
+    }
+    Some(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_verifier_log_becomes_its_last_words() {
+        let log = "func#0 @0\n\
+            1300: (bf) r4 = r6                    ; R4_w=scalar(id=188)\n\
+            1301: (85) call bpf_xdp_load_bytes#189\n\
+            invalid access to map value, value_size=208 off=72 size=0\n\
+            R0_w=inv3 R1_w=map_value(id=0,off=72,ks=4,vs=208,umax_value=255)\n\
+            R3 min value is outside of the allowed memory range\n\
+            verification time 398635 usec\n\
+            stack depth 392+0\n\
+            processed 5183 insns (limit 1000000) max_states_per_insn 6 total_states 292\n";
+        assert_eq!(
+            verifier_reason(log).as_deref(),
+            Some(
+                "invalid access to map value, value_size=208 off=72 size=0; \
+                 R3 min value is outside of the allowed memory range"
+            )
+        );
+        assert_eq!(verifier_reason("processed 3 insns\n"), None);
+        assert!(verifier_reason(&"x".repeat(1000)).unwrap().len() < 250);
     }
 }

@@ -189,13 +189,11 @@ pub fn device_type(name: &str) -> Option<u16> {
         libc::close(fd);
         r == 0
     };
-    // SAFETY: the kernel filled the hardware address member of the union
-    // (read only when the ioctl succeeded).
-    if ok {
-        Some(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
-    } else {
-        None
+    if !ok {
+        return None;
     }
+    // SAFETY: the kernel filled the hardware address member of the union.
+    Some(unsafe { req.ifr_ifru.ifru_hwaddr.sa_family })
 }
 
 /// Drivers whose native XDP is a poor choice: veth's hands every frame to a

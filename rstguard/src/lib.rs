@@ -4,6 +4,7 @@
 pub mod attach;
 pub mod btf;
 pub mod cli;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod controller;
@@ -11,7 +12,9 @@ pub mod counters;
 pub mod daemon;
 pub mod ebpf;
 pub mod error;
+pub mod explain;
 pub mod iface;
+pub mod kernel;
 pub mod maps;
 pub mod paths;
 pub mod policy;

@@ -24,6 +24,7 @@ fn main() -> ExitCode {
         Commands::Status(a) => commands::status::run(&pins, a.json),
         Commands::Stats(a) => commands::stats::run(&pins, &a),
         Commands::Flows(a) => commands::flows::run(&pins, &a),
+        Commands::Resets(a) => commands::resets::run(&pins, &a),
         Commands::Policy(c) => commands::policy::run(&pins, &c),
         Commands::Trust(c) => commands::trust::run(&pins, &c),
         Commands::Detach(a) => commands::detach::run(&pins, &a),

@@ -12,8 +12,10 @@ use aya::{
     Ebpf,
 };
 use rstguard_common::{
+    clock::{units, units_to_ns},
     maps::{self, TrustKey, POLICY_DEFAULT},
     policy::POLICY_HAS_TRUSTED,
+    state::ResetRecord,
     Counters, DaemonState, Flow, FlowKey, FlowState, Policy,
 };
 
@@ -23,12 +25,14 @@ use crate::{error::Error, paths::PinDir, trust::Prefix};
 /// the daemon reads).
 pub struct Maps {
     flows: Map,
+    embryonic: Map,
     counters: Map,
     policy: Map,
     slots: Map,
     slot_ifaces: Map,
     trusted: Map,
     state: Map,
+    resets: Map,
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, Error> {
@@ -49,12 +53,14 @@ impl Maps {
     pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Maps, Error> {
         Ok(Maps {
             flows: take(ebpf, maps::FLOWS)?,
+            embryonic: take(ebpf, maps::EMBRYONIC)?,
             counters: take(ebpf, maps::COUNTERS)?,
             policy: take(ebpf, maps::POLICY)?,
             slots: take(ebpf, maps::IFACE_SLOTS)?,
             slot_ifaces: take(ebpf, maps::SLOT_IFACES)?,
             trusted: take(ebpf, maps::TRUSTED)?,
             state: take(ebpf, maps::STATE)?,
+            resets: take(ebpf, maps::RESETS)?,
         })
     }
 
@@ -65,12 +71,14 @@ impl Maps {
         }
         Ok(Maps {
             flows: open(pins, maps::FLOWS)?,
+            embryonic: open(pins, maps::EMBRYONIC)?,
             counters: open(pins, maps::COUNTERS)?,
             policy: open(pins, maps::POLICY)?,
             slots: open(pins, maps::IFACE_SLOTS)?,
             slot_ifaces: open(pins, maps::SLOT_IFACES)?,
             trusted: open(pins, maps::TRUSTED)?,
             state: open(pins, maps::STATE)?,
+            resets: open(pins, maps::RESETS)?,
         })
     }
 
@@ -78,12 +86,14 @@ impl Maps {
     pub fn pin(&self, pins: &PinDir) -> Result<(), Error> {
         for (name, map) in [
             (maps::FLOWS, &self.flows),
+            (maps::EMBRYONIC, &self.embryonic),
             (maps::COUNTERS, &self.counters),
             (maps::POLICY, &self.policy),
             (maps::IFACE_SLOTS, &self.slots),
             (maps::SLOT_IFACES, &self.slot_ifaces),
             (maps::TRUSTED, &self.trusted),
             (maps::STATE, &self.state),
+            (maps::RESETS, &self.resets),
         ] {
             let path = pins.map(name);
             map.pin(&path).map_err(|e| Error::Pin {
@@ -218,10 +228,25 @@ impl Maps {
 
     // ---- flows ----
 
-    /// Kernel memory the flow table takes, as its fdinfo reports (`memlock`).
-    pub fn flows_memory(&self) -> Option<u64> {
+    fn table(&self, t: FlowTable) -> &Map {
+        match t {
+            FlowTable::Assured => &self.flows,
+            FlowTable::Embryonic => &self.embryonic,
+        }
+    }
+
+    fn table_mut(&mut self, t: FlowTable) -> &mut Map {
+        match t {
+            FlowTable::Assured => &mut self.flows,
+            FlowTable::Embryonic => &mut self.embryonic,
+        }
+    }
+
+    /// Kernel memory a flow table takes, as its fdinfo reports
+    /// (`memlock`).
+    pub fn flows_memory(&self, t: FlowTable) -> Option<u64> {
         use std::os::fd::{AsFd, AsRawFd};
-        let fd = match &self.flows {
+        let fd = match self.table(t) {
             Map::LruHashMap(d) | Map::HashMap(d) => d.fd().as_fd().as_raw_fd(),
             _ => return None,
         };
@@ -231,54 +256,90 @@ impl Maps {
             .and_then(|v| v.trim().parse().ok())
     }
 
-    pub fn flow(&self, key: &FlowKey) -> Result<Option<Flow>, Error> {
-        let map: HashMap<&MapData, FlowKey, Flow> = typed(&self.flows, maps::FLOWS)?;
-        match map.get(key, 0) {
-            Ok(flow) => Ok(Some(flow)),
-            Err(MapError::KeyNotFound) => Ok(None),
-            Err(e) => Err(Error::map(maps::FLOWS, e)),
+    /// The flow of `key`, and the table it lives in.
+    pub fn find(&self, key: &FlowKey) -> Result<Option<(Flow, FlowTable)>, Error> {
+        for t in FlowTable::ALL {
+            let map: HashMap<&MapData, FlowKey, Flow> = typed(self.table(t), t.map_name())?;
+            match map.get(key, 0) {
+                Ok(flow) => return Ok(Some((flow, t))),
+                Err(MapError::KeyNotFound) => {}
+                Err(e) => return Err(Error::map(t.map_name(), e)),
+            }
         }
+        Ok(None)
     }
 
-    /// Up to `limit` tracked flows (in the map's order). Entries that vanish
-    /// while the table is walked are skipped.
-    pub fn flows(&self, limit: usize) -> Result<Vec<(FlowKey, Flow)>, Error> {
-        let map: HashMap<&MapData, FlowKey, Flow> = typed(&self.flows, maps::FLOWS)?;
+    /// Writes a flow into a table (the benchmarks fill tables this way).
+    pub fn insert_flow(&mut self, t: FlowTable, key: &FlowKey, flow: &Flow) -> Result<(), Error> {
+        let mut map: HashMap<&mut MapData, FlowKey, Flow> =
+            typed_mut(self.table_mut(t), t.map_name())?;
+        map.insert(key, flow, 0)
+            .map_err(|e| Error::map(t.map_name(), e))
+    }
+
+    pub fn flow(&self, key: &FlowKey) -> Result<Option<Flow>, Error> {
+        Ok(self.find(key)?.map(|(f, _)| f))
+    }
+
+    /// Up to `limit` tracked flows (assured ones first, each table in its
+    /// map's order). Entries that vanish while a table is walked are
+    /// skipped.
+    pub fn flows(&self, limit: usize) -> Result<Vec<(FlowKey, Flow, FlowTable)>, Error> {
         let mut out = Vec::new();
-        for item in map.iter() {
-            if out.len() >= limit {
-                break;
-            }
-            match item {
-                Ok(kv) => out.push(kv),
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(Error::map(maps::FLOWS, e)),
+        for t in FlowTable::ALL {
+            let map: HashMap<&MapData, FlowKey, Flow> = typed(self.table(t), t.map_name())?;
+            for item in map.iter() {
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+                match item {
+                    Ok((k, f)) => out.push((k, f, t)),
+                    Err(MapError::KeyNotFound) => continue,
+                    Err(e) => return Err(Error::map(t.map_name(), e)),
+                }
             }
         }
         Ok(out)
     }
 
-    /// Walks the flow table: removes flows closed longer than `closed_ns`
-    /// and flows in TIME_WAIT longer than `time_wait_ns` (since they entered
-    /// that state, on the programs' clock, CLOCK_MONOTONIC). Returns
-    /// (entries left, removed).
-    pub fn sweep(&mut self, ttl: &SweepTtl, now_ns: u64) -> Result<(u64, u64), Error> {
-        let (count, stale) = self.expired_flows(ttl, now_ns)?;
-        let removed = self.remove_expired(&stale, ttl, now_ns)?;
-        Ok((count - removed, removed))
+    /// Walks both flow tables: removes flows closed longer than
+    /// `closed_ns` and flows in TIME_WAIT longer than `time_wait_ns` (since
+    /// they entered that state, on the programs' clock, CLOCK_MONOTONIC).
+    pub fn sweep(&mut self, ttl: &SweepTtl, now_ns: u64) -> Result<Swept, Error> {
+        let mut swept = Swept::default();
+        for t in FlowTable::ALL {
+            let (count, stale) = self.expired_flows(t, ttl, now_ns)?;
+            let removed = self.remove_expired(t, &stale, ttl, now_ns)?;
+            match t {
+                FlowTable::Assured => {
+                    swept.assured = count - removed;
+                    swept.assured_removed = removed;
+                }
+                FlowTable::Embryonic => {
+                    swept.embryonic = count - removed;
+                    swept.embryonic_removed = removed;
+                }
+            }
+        }
+        Ok(swept)
     }
 
-    /// The sweep's first half: counts the table's entries and lists the
-    /// keys of expired flows, as they are now.
-    pub fn expired_flows(&self, ttl: &SweepTtl, now_ns: u64) -> Result<(u64, Vec<FlowKey>), Error> {
-        let map: HashMap<&MapData, FlowKey, Flow> = typed(&self.flows, maps::FLOWS)?;
+    /// The sweep's first half: counts a table's entries and lists the keys
+    /// of expired flows, as they are now.
+    pub fn expired_flows(
+        &self,
+        t: FlowTable,
+        ttl: &SweepTtl,
+        now_ns: u64,
+    ) -> Result<(u64, Vec<FlowKey>), Error> {
+        let map: HashMap<&MapData, FlowKey, Flow> = typed(self.table(t), t.map_name())?;
         let mut stale = Vec::new();
         let mut count = 0u64;
         for item in map.iter() {
             let (key, flow) = match item {
                 Ok(kv) => kv,
                 Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(Error::map(maps::FLOWS, e)),
+                Err(e) => return Err(Error::map(t.map_name(), e)),
             };
             count += 1;
             if ttl.expired(&flow, now_ns) {
@@ -296,23 +357,24 @@ impl Maps {
     /// still lost; the flow's next segment creates it again.)
     pub fn remove_expired(
         &mut self,
+        t: FlowTable,
         keys: &[FlowKey],
         ttl: &SweepTtl,
         now_ns: u64,
     ) -> Result<u64, Error> {
         let mut map: HashMap<&mut MapData, FlowKey, Flow> =
-            typed_mut(&mut self.flows, maps::FLOWS)?;
+            typed_mut(self.table_mut(t), t.map_name())?;
         let mut removed = 0;
         for key in keys {
             match map.get(key, 0) {
                 Ok(flow) if ttl.expired(&flow, now_ns) => {}
                 Ok(_) | Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(Error::map(maps::FLOWS, e)),
+                Err(e) => return Err(Error::map(t.map_name(), e)),
             }
             match map.remove(key) {
                 Ok(()) => removed += 1,
                 Err(MapError::KeyNotFound) => {}
-                Err(e) => return Err(Error::map(maps::FLOWS, e)),
+                Err(e) => return Err(Error::map(t.map_name(), e)),
             }
         }
         Ok(removed)
@@ -432,6 +494,31 @@ impl Maps {
         let mut map: Array<&mut MapData, DaemonState> = typed_mut(&mut self.state, maps::STATE)?;
         map.set(0, state, 0).map_err(|e| Error::map(maps::STATE, e))
     }
+
+    // ---- recent RSTs ----
+
+    /// Writes `record` in its place in the ring (by its number).
+    pub fn record_reset(&mut self, record: &ResetRecord) -> Result<(), Error> {
+        let mut map: Array<&mut MapData, ResetRecord> = typed_mut(&mut self.resets, maps::RESETS)?;
+        let index = (record.number % u64::from(maps::RESETS_KEPT)) as u32;
+        map.set(index, record, 0)
+            .map_err(|e| Error::map(maps::RESETS, e))
+    }
+
+    /// Every record written so far that the ring still holds, oldest
+    /// first.
+    pub fn resets(&self) -> Result<Vec<ResetRecord>, Error> {
+        let map: Array<&MapData, ResetRecord> = typed(&self.resets, maps::RESETS)?;
+        let mut all = Vec::new();
+        for i in 0..maps::RESETS_KEPT {
+            let r = map.get(&i, 0).map_err(|e| Error::map(maps::RESETS, e))?;
+            if r.number != 0 {
+                all.push(r);
+            }
+        }
+        all.sort_by_key(|r| r.number);
+        Ok(all)
+    }
 }
 
 /// Sums per-CPU copies with wrapping arithmetic.
@@ -445,13 +532,49 @@ pub struct SweepTtl {
 impl SweepTtl {
     /// Whether the sweep removes `flow` at `now_ns`.
     pub fn expired(&self, flow: &Flow, now_ns: u64) -> bool {
-        let age = now_ns.saturating_sub(flow.state_since_ns);
-        match flow.state() {
-            FlowState::Closed => age > self.closed_ns,
-            FlowState::TimeWait => age > self.time_wait_ns,
-            _ => false,
+        let ttl = match flow.state() {
+            FlowState::Closed => self.closed_ns,
+            FlowState::TimeWait => self.time_wait_ns,
+            _ => return false,
+        };
+        age_ns(flow, now_ns) > ttl
+    }
+}
+
+/// How long a flow in SYN_SENT, CLOSED or TIME_WAIT has been in that state
+/// (its timer holds when it began, in the flows' wrapping units).
+pub fn age_ns(flow: &Flow, now_ns: u64) -> u64 {
+    units_to_ns(units(now_ns).wrapping_sub(flow.timer))
+}
+
+/// The two flow tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowTable {
+    /// Flows that proved themselves (`--flows`).
+    Assured,
+    /// Flows not assured yet (`--new-flows`).
+    Embryonic,
+}
+
+impl FlowTable {
+    pub const ALL: [FlowTable; 2] = [FlowTable::Assured, FlowTable::Embryonic];
+
+    pub const fn map_name(self) -> &'static str {
+        match self {
+            FlowTable::Assured => maps::FLOWS,
+            FlowTable::Embryonic => maps::EMBRYONIC,
         }
     }
+}
+
+/// What a sweep found and removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    pub assured: u64,
+    pub embryonic: u64,
+    pub assured_removed: u64,
+    pub embryonic_removed: u64,
 }
 
 pub fn sum<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {

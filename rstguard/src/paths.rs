@@ -27,6 +27,38 @@ pub const BPFFS: &str = "/sys/fs/bpf";
 /// The configuration file read when `--config` is not given (optional).
 pub const DEFAULT_CONFIG: &str = "/etc/rstguard/rstguard.toml";
 
+/// Where the full verifier log goes when the kernel rejects a program: the
+/// first of these that takes it. `LOGS_DIRECTORY` is systemd's
+/// `LogsDirectory=` (writable under `ProtectSystem=strict`).
+fn verifier_log_candidates(program: &str) -> Vec<PathBuf> {
+    let name = format!("rstguard-verifier-{program}.log");
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    if let Some(d) = std::env::var_os("LOGS_DIRECTORY") {
+        if let Some(first) = d.to_string_lossy().split(':').next() {
+            dirs.push(PathBuf::from(first));
+        }
+    }
+    dirs.push(PathBuf::from("/var/log/rstguard"));
+    dirs.push(std::env::temp_dir());
+    dirs.into_iter().map(|d| d.join(&name)).collect()
+}
+
+/// Writes a verifier log; the path it went to, or why it went nowhere.
+pub fn write_verifier_log(program: &str, log: &str) -> Result<PathBuf, String> {
+    let mut why = Vec::new();
+    for path in verifier_log_candidates(program) {
+        let written = path
+            .parent()
+            .map_or(Ok(()), fs::create_dir_all)
+            .and_then(|()| fs::write(&path, log));
+        match written {
+            Ok(()) => return Ok(path),
+            Err(e) => why.push(format!("{}: {e}", path.display())),
+        }
+    }
+    Err(why.join("; "))
+}
+
 /// The pin directory of one rstguard instance.
 #[derive(Clone, Debug)]
 pub struct PinDir {

@@ -13,6 +13,9 @@ pub struct PolicyView {
     pub inexact_budget: u32,
     pub event_sample: u32,
     pub unparsed: Action,
+    pub drop_injected: bool,
+    pub ttl_slack: u8,
+    pub idle_after_secs: u16,
 }
 
 impl From<&Policy> for PolicyView {
@@ -25,6 +28,9 @@ impl From<&Policy> for PolicyView {
             inexact_budget: p.inexact_per_sec(),
             event_sample: p.event_sample,
             unparsed: Action::from_raw(p.unparsed),
+            drop_injected: p.drop_injected != 0,
+            ttl_slack: p.ttl_slack,
+            idle_after_secs: p.idle_after_secs,
         }
     }
 }
@@ -32,15 +38,36 @@ impl From<&Policy> for PolicyView {
 /// One line describing a policy, for logs and `policy show`.
 pub fn describe(p: &Policy) -> String {
     format!(
-        "level={} no_flow={} time_wait={} pickup={} inexact_budget={} event_sample={} unparsed={}",
+        "level={} no_flow={} time_wait={} pickup={} inexact_budget={} event_sample={} unparsed={} \
+         drop_injected={} ttl_slack={} idle_after={}",
         p.level(),
         Action::from_raw(p.no_flow),
         Action::from_raw(p.time_wait),
-        if p.pickup != 0 { "on" } else { "off" },
+        on_off(p.pickup),
         p.inexact_per_sec(),
         p.event_sample,
-        Action::from_raw(p.unparsed)
+        Action::from_raw(p.unparsed),
+        on_off(p.drop_injected),
+        p.ttl_slack,
+        p.idle_after_secs
     )
+}
+
+fn on_off(v: u8) -> &'static str {
+    if v != 0 {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// `on`/`off` (and their synonyms) as a byte.
+fn switch(key: &str, value: &str) -> Result<u8, String> {
+    match value {
+        "on" | "true" | "yes" => Ok(1),
+        "off" | "false" | "no" => Ok(0),
+        _ => Err(format!("{key}: '{value}' is not on or off")),
+    }
 }
 
 /// Applies one `KEY=VALUE` to `p`, or says what is wrong with it.
@@ -63,18 +90,22 @@ pub fn apply(p: &mut Policy, setting: &str) -> Result<(), String> {
         "no_flow" => p.no_flow = value.parse::<Action>().map_err(|e| e.to_string())? as u8,
         "time_wait" => p.time_wait = value.parse::<Action>().map_err(|e| e.to_string())? as u8,
         "unparsed" => p.unparsed = value.parse::<Action>().map_err(|e| e.to_string())? as u8,
-        "pickup" => {
-            p.pickup = match value {
-                "on" | "true" | "yes" => 1,
-                "off" | "false" | "no" => 0,
-                _ => return Err(format!("pickup: '{value}' is not on or off")),
-            }
-        }
+        "pickup" => p.pickup = switch(key, value)?,
+        "drop_injected" => p.drop_injected = switch(key, value)?,
         "inexact_budget" => p.set_inexact_per_sec(number(MAX_INEXACT_PER_SEC)?),
         "event_sample" => p.event_sample = number(u32::MAX)?,
+        "ttl_slack" => p.ttl_slack = number(u8::MAX as u32)? as u8,
+        "idle_after" => {
+            let secs = number(u16::MAX as u32)?;
+            if secs == 0 {
+                return Err("idle_after: at least 1 second".into());
+            }
+            p.idle_after_secs = secs as u16;
+        }
         _ => {
             return Err(format!(
-                "unknown key '{key}' (keys: level, no_flow, time_wait, pickup, inexact_budget, event_sample, unparsed)"
+                "unknown key '{key}' (keys: level, no_flow, time_wait, pickup, inexact_budget, \
+                 event_sample, unparsed, drop_injected, ttl_slack, idle_after)"
             ))
         }
     }
@@ -96,12 +127,16 @@ mod tests {
             "inexact_budget=0",
             "event_sample=1",
             "unparsed=drop",
+            "drop_injected=on",
+            "ttl_slack=3",
+            "idle_after=300",
         ] {
             apply(&mut p, s).unwrap();
         }
         assert_eq!(
             describe(&p),
-            "level=strict no_flow=drop time_wait=drop pickup=off inexact_budget=0 event_sample=1 unparsed=drop"
+            "level=strict no_flow=drop time_wait=drop pickup=off inexact_budget=0 event_sample=1 \
+             unparsed=drop drop_injected=on ttl_slack=3 idle_after=300"
         );
     }
 
@@ -117,6 +152,9 @@ mod tests {
             ("inexact_budget=-1", "not a number"),
             ("inexact_budget=2000000", "from 0 to 1000000"),
             ("speed=11", "unknown key 'speed'"),
+            ("ttl_slack=256", "from 0 to 255"),
+            ("idle_after=0", "at least 1 second"),
+            ("drop_injected=maybe", "on or off"),
         ] {
             let err = apply(&mut p, s).unwrap_err();
             assert!(err.contains(says), "{s}: {err}");

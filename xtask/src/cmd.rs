@@ -15,11 +15,14 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Prints and runs a command in the workspace root; fails on a non-zero exit.
+/// Prints and runs a command (in the workspace root unless it names its
+/// own directory); fails on a non-zero exit.
 pub fn run(cmd: &mut Command) -> anyhow::Result<()> {
     eprintln!("+ {}", show(cmd));
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
     let status = cmd
-        .current_dir(root())
         .status()
         .with_context(|| format!("could not start `{}`", show(cmd)))?;
     if !status.success() {

@@ -4,12 +4,16 @@ use crate::cmd;
 
 pub fn run() -> anyhow::Result<()> {
     cmd::run(cmd::cargo().args(["fmt", "--all", "--check"]))?;
-    // User space, its tests (privileged ones included) and xtask.
+    // User space, its tests (privileged ones included), the benchmarks and
+    // xtask.
     cmd::run(cmd::cargo().args([
         "clippy",
+        "--workspace",
+        "--exclude",
+        "rstguard-ebpf",
         "--all-targets",
         "--features",
-        "rstguard/privileged-tests,rstguard/bench",
+        "rstguard/privileged-tests",
         "--",
         "-D",
         "warnings",

@@ -3,6 +3,7 @@
 //! lint runs rustfmt and both clippy passes.
 
 mod cmd;
+mod kernel;
 mod lint;
 mod package;
 mod run;
@@ -33,7 +34,8 @@ enum Command {
     /// of the default route> --policy monitor`, which drops nothing.
     Run(run::Args),
     /// Set up, then run every test layer: host, packet (root) and network
-    /// (root).
+    /// (root); with `--kernel 5.10|6.1|6.12|all`, the packet and network
+    /// layers inside those kernels under QEMU.
     Test(test::Args),
     /// rustfmt check, clippy on user space, clippy on the eBPF crate, the
     /// systemd unit (systemd-analyze verify), the Kubernetes manifests

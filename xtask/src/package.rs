@@ -39,7 +39,7 @@ fn out_dir() -> PathBuf {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    setup::run(&setup::Args { check: false })?;
+    setup::run(&setup::Args::without_matrix())?;
     ensure_musl_target()?;
     ensure_cargo_deb()?;
     let deb = build_deb()?;

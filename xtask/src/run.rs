@@ -21,7 +21,7 @@ pub fn build() -> anyhow::Result<()> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    setup::run(&setup::Args { check: false })?;
+    setup::run(&setup::Args::without_matrix())?;
     build()?;
     let argv = if args.args.is_empty() {
         let iface = default_route_interface()?;
@@ -110,7 +110,7 @@ fn exec_as_root(bin: &std::path::Path, args: &[String]) -> anyhow::Result<()> {
 /// `cargo xtask demo`: builds rstguard and the lab in release, then runs the
 /// demo as root.
 pub fn demo() -> anyhow::Result<()> {
-    setup::run(&setup::Args { check: false })?;
+    setup::run(&setup::Args::without_matrix())?;
     cmd::run(cmd::cargo().args(["build", "--release", "-p", "rstguard", "-p", "rstguard-lab"]))?;
     exec_as_root(&root().join("target/release/rstguard-demo"), &[])
 }
@@ -118,15 +118,14 @@ pub fn demo() -> anyhow::Result<()> {
 /// `cargo xtask bench [-- ARGS]`: builds rstguard and the benchmark runner
 /// in release, then runs the runner as root.
 pub fn bench(args: Args) -> anyhow::Result<()> {
-    setup::run(&setup::Args { check: false })?;
+    setup::run(&setup::Args::without_matrix())?;
     cmd::run(cmd::cargo().args([
         "build",
         "--release",
         "-p",
         "rstguard",
-        "--features",
-        "bench",
-        "--bins",
+        "-p",
+        "rstguard-bench",
     ]))?;
     exec_as_root(&root().join("target/release/rstguard-bench"), &args.args)
 }

@@ -6,13 +6,30 @@ use std::process::Command;
 
 use anyhow::{bail, Context as _};
 
-use crate::cmd::{self, is_root, stdout, succeeds};
+use crate::{
+    cmd::{self, is_root, stdout, succeeds},
+    kernel,
+};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Only check; install nothing.
     #[arg(long)]
     pub check: bool,
+    /// Leave out what only the kernel matrix (`cargo xtask test --kernel`)
+    /// needs: QEMU, virtme-ng and the kernels.
+    #[arg(long)]
+    pub no_kernel_matrix: bool,
+}
+
+impl Args {
+    /// What building, running and the host's own test layers need.
+    pub fn without_matrix() -> Args {
+        Args {
+            check: false,
+            no_kernel_matrix: true,
+        }
+    }
 }
 
 /// System commands the tests and the lab use, and the Debian package of each.
@@ -119,6 +136,54 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
         missing_manual.push(format!("apt-get install -y {}", pkgs.join(" ")));
     } else {
         apt_install(&pkgs, &mut apt_updated, &mut missing_manual)?;
+    }
+
+    // 5. The kernel matrix: QEMU and friends, virtme-ng, the kernels.
+    if !args.no_kernel_matrix {
+        let mut pkgs: Vec<String> = Vec::new();
+        for (path, pkg) in kernel::HOST_PACKAGES {
+            if !std::path::Path::new(path).exists() {
+                eprintln!("setup: {path}: missing (package {pkg})");
+                pkgs.push(pkg.to_string());
+            }
+        }
+        if which::which("python3").is_err() {
+            pkgs.push("python3".into());
+        }
+        if !succeeds(Command::new("python3").args(["-c", "import venv, ensurepip"])) {
+            pkgs.push("python3-venv".into());
+        }
+        if pkgs.is_empty() {
+            eprintln!("setup: kernel matrix tools (QEMU, busybox, udev, kmod): present");
+        } else if args.check {
+            missing_manual.push(format!("apt-get install -y {}", pkgs.join(" ")));
+        } else {
+            apt_install(&pkgs, &mut apt_updated, &mut missing_manual)?;
+        }
+        if args.check {
+            if !kernel::vng().exists() {
+                missing_manual
+                    .push("cargo xtask setup   # installs virtme-ng for the kernel matrix".into());
+            }
+            for k in kernel::KERNELS {
+                if kernel::cached(k).is_none() {
+                    missing_manual.push(format!(
+                        "cargo xtask setup   # fetches kernel {} for the matrix",
+                        k.name
+                    ));
+                }
+            }
+            missing_manual.dedup();
+        } else if missing_manual.is_empty() {
+            if !is_root() {
+                missing_manual.push(
+                    "sudo -E cargo xtask setup   # the kernel matrix links modules under /lib/modules".into(),
+                );
+            } else {
+                kernel::ensure_virtme_ng()?;
+                kernel::ensure_kernels()?;
+            }
+        }
     }
 
     if !missing_manual.is_empty() {

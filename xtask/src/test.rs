@@ -3,10 +3,16 @@
 //! 1. host: unit and property tests (no privileges);
 //! 2. packet: the real eBPF object through BPF_PROG_TEST_RUN (root);
 //! 3. network: namespaces, veth, real sockets, the real CLI (root).
+//!
+//! `--kernel 5.10|6.1|6.12|all` runs the packet and network layers inside
+//! those kernels instead (see `kernel.rs`): the test binaries are built
+//! once, here, and each kernel boots under QEMU with them.
 
 use anyhow::{bail, Context as _};
 
-use crate::{cmd, setup};
+use std::{path::PathBuf, time::Instant};
+
+use crate::{cmd, kernel, setup};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Layer {
@@ -36,6 +42,10 @@ pub struct Args {
     /// Run only these layers (repeatable).
     #[arg(long = "layer", value_enum)]
     pub layers: Vec<Layer>,
+    /// Run the packet and network layers inside these kernels (5.10, 6.1,
+    /// 6.12, or all), booted under QEMU (repeatable; root).
+    #[arg(long = "kernel", value_name = "VERSION")]
+    pub kernels: Vec<String>,
     /// Extra arguments for the test binaries (after `--`), e.g. a filter.
     #[arg(last = true)]
     pub test_args: Vec<String>,
@@ -63,7 +73,13 @@ pub(crate) fn network_lock() -> anyhow::Result<std::fs::File> {
 }
 
 pub fn run(args: &Args) -> anyhow::Result<()> {
-    setup::run(&setup::Args { check: false })?;
+    setup::run(&setup::Args {
+        check: false,
+        no_kernel_matrix: args.kernels.is_empty(),
+    })?;
+    if !args.kernels.is_empty() {
+        return matrix(args);
+    }
     let wanted = |l: Layer| args.layers.is_empty() || args.layers.contains(&l);
     let root = cmd::is_root();
     let mut summary: Vec<(Layer, Outcome)> = Vec::new();
@@ -124,6 +140,175 @@ pub fn run(args: &Args) -> anyhow::Result<()> {
     }
     if failed > 0 {
         bail!("{failed} test layer(s) failed");
+    }
+    Ok(())
+}
+
+/// The kernels named on the command line, in the matrix's order.
+fn chosen_kernels(names: &[String]) -> anyhow::Result<Vec<kernel::Kernel>> {
+    let known = || {
+        kernel::KERNELS
+            .iter()
+            .map(|k| k.name)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for n in names {
+        if n != "all" && !kernel::KERNELS.iter().any(|k| k.name == n) {
+            bail!(
+                "no kernel {n} in the matrix: name one of {}, or all",
+                known()
+            );
+        }
+    }
+    Ok(kernel::KERNELS
+        .iter()
+        .filter(|k| names.iter().any(|n| n == "all" || n == k.name))
+        .copied()
+        .collect())
+}
+
+/// Builds the privileged test binaries once and returns (layer, path).
+fn build_test_binaries(layers: &[Layer]) -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
+    let mut c = cmd::cargo();
+    c.args([
+        "test",
+        "-p",
+        "rstguard",
+        "--features",
+        "privileged-tests",
+        "--no-run",
+        "--message-format=json-render-diagnostics",
+    ]);
+    for l in layers {
+        c.args(["--test", l.name()]);
+    }
+    eprintln!("+ {}", cmd::show(&c));
+    let out = c
+        .current_dir(cmd::root())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running cargo test --no-run")?;
+    if !out.status.success() {
+        bail!("building the test binaries failed ({})", out.status);
+    }
+    let mut found = Vec::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg["reason"] != "compiler-artifact" {
+            continue;
+        }
+        let (Some(name), Some(exe)) = (msg["target"]["name"].as_str(), msg["executable"].as_str())
+        else {
+            continue;
+        };
+        if let Some(l) = layers.iter().find(|l| l.name() == name) {
+            found.push((l.name(), PathBuf::from(exe)));
+        }
+    }
+    for l in layers {
+        if !found.iter().any(|(n, _)| *n == l.name()) {
+            bail!("cargo built no test binary for the {} layer", l.name());
+        }
+    }
+    Ok(found)
+}
+
+/// `--kernel`: the packet and network layers inside each kernel, a
+/// progress line per layer, and a table at the end.
+fn matrix(args: &Args) -> anyhow::Result<()> {
+    if !cmd::is_root() {
+        bail!("the kernel matrix needs root (QEMU, /lib/modules): run `sudo -E cargo xtask test --kernel ...`");
+    }
+    let kernels = chosen_kernels(&args.kernels)?;
+    let layers: Vec<Layer> = [Layer::Packet, Layer::Network]
+        .into_iter()
+        .filter(|l| args.layers.is_empty() || args.layers.contains(l))
+        .collect();
+    if layers.is_empty() {
+        bail!("the kernel matrix runs the packet and network layers; --layer host runs on this kernel only");
+    }
+    let binaries = build_test_binaries(&layers)?;
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    for (i, k) in kernels.iter().enumerate() {
+        let cached = kernel::cached(k)
+            .with_context(|| format!("kernel {} is not cached: run `cargo xtask setup`", k.name))?;
+        eprintln!(
+            "test: kernel {} ({}, {}; {}/{}): booting under QEMU (TCG) with the {} layer(s)",
+            k.name,
+            cached.release,
+            k.distro,
+            i + 1,
+            kernels.len(),
+            layers
+                .iter()
+                .map(|l| l.name())
+                .collect::<Vec<_>>()
+                .join(" and ")
+        );
+        let out = cmd::root().join("target/kernel-matrix").join(k.name);
+        let run = kernel::run_in(&cached, &binaries, &args.test_args, &out);
+        eprintln!(
+            "test: kernel {}: {} in {:.0} s",
+            k.name,
+            if run.error.is_none() && run.layers.iter().all(|l| l.ok) {
+                "passed"
+            } else {
+                "FAILED"
+            },
+            run.took.as_secs_f64()
+        );
+        runs.push(run);
+    }
+
+    eprintln!(
+        "\nkernel matrix ({:.0} s in all):",
+        started.elapsed().as_secs_f64()
+    );
+    let mut header = format!("  {:<6} {:<22}", "kernel", "release");
+    for l in &layers {
+        header.push_str(&format!(" {:<30}", l.name()));
+    }
+    eprintln!("{header} time");
+    let mut failed = 0;
+    for run in &runs {
+        let mut line = format!("  {:<6} {:<22}", run.kernel.name, run.release);
+        for l in &layers {
+            let cell = match run.layers.iter().find(|r| r.layer == l.name()) {
+                Some(r) => format!(
+                    "{} passed, {} failed, {:.0} s{}",
+                    r.passed,
+                    r.failed,
+                    r.took.as_secs_f64(),
+                    if r.ok { "" } else { " !" }
+                ),
+                None => "did not run".to_string(),
+            };
+            line.push_str(&format!(" {cell:<30}"));
+        }
+        line.push_str(&format!(" {:.0} s", run.took.as_secs_f64()));
+        eprintln!("{line}");
+        if let Some(e) = &run.error {
+            failed += 1;
+            eprintln!("         {e}");
+        } else if let Some(bad) = run.layers.iter().find(|l| !l.ok) {
+            failed += 1;
+            eprintln!(
+                "         {}: {}",
+                bad.layer,
+                bad.why.as_deref().unwrap_or("failed")
+            );
+        }
+    }
+    eprintln!(
+        "  (logs: {})",
+        cmd::root().join("target/kernel-matrix").display()
+    );
+    if failed > 0 {
+        bail!("{failed} kernel(s) of the matrix failed");
     }
     Ok(())
 }

@@ -1,9 +1,8 @@
 //! `rstguard flows`: tracked flows with their state.
 
 use rstguard_common::{
-    flow::{
-        FlowHalf, FLOW_PICKED_UP, HALF_ACK, HALF_LOCAL, HALF_SACK, WSCALE_NONE, WSCALE_UNKNOWN,
-    },
+    flow::{FLOW_PICKED_UP, HALF_ACK, HALF_FIN, HALF_LOCAL, HALF_SACK, WSCALE_NONE},
+    track::timed,
     Flow, FlowKey,
 };
 use serde::Serialize;
@@ -11,8 +10,9 @@ use serde::Serialize;
 use super::print_json;
 use crate::{
     cli::FlowsArgs,
-    daemon::{events::endpoints, monotonic_ns},
-    maps::Maps,
+    clock::monotonic_ns,
+    explain::endpoints,
+    maps::{age_ns, FlowTable, Maps},
     paths::PinDir,
 };
 
@@ -21,9 +21,12 @@ struct FlowView {
     a: String,
     b: String,
     state: &'static str,
+    /// `assured`, or `embryonic` (not proven yet: a flood may evict it).
+    table: FlowTable,
     picked_up: bool,
-    /// Seconds since the flow was created or last changed state.
-    in_state_secs: f64,
+    /// Seconds in this state, for the states whose age rstguard keeps
+    /// (SYN_SENT, CLOSED, TIME_WAIT).
+    in_state_secs: Option<f64>,
     /// What `a` sent, and what `b` sent.
     a_sent: HalfView,
     b_sent: HalfView,
@@ -34,6 +37,7 @@ struct HalfView {
     snd_nxt: u32,
     max_end: u32,
     ack: Option<u32>,
+    /// The window in bytes (scaled).
     win: u32,
     wscale: Option<u8>,
     fin_seq: Option<u32>,
@@ -43,15 +47,17 @@ struct HalfView {
     ttl: u8,
 }
 
-impl From<&FlowHalf> for HalfView {
-    fn from(h: &FlowHalf) -> Self {
+impl HalfView {
+    fn of(f: &Flow, is_lo: bool) -> Self {
+        let (h, _) = f.halves(is_lo);
+        let ws = f.wscale(is_lo);
         HalfView {
             snd_nxt: h.snd_nxt,
             max_end: h.max_end,
             ack: h.has(HALF_ACK).then_some(h.ack),
-            win: h.win,
-            wscale: (h.wscale != WSCALE_NONE && h.wscale != WSCALE_UNKNOWN).then_some(h.wscale),
-            fin_seq: h.fin_confirmed().then_some(h.snd_nxt.wrapping_sub(1)),
+            win: f.window(is_lo),
+            wscale: (ws != WSCALE_NONE).then_some(ws),
+            fin_seq: h.has(HALF_FIN).then_some(h.max_end.wrapping_sub(1)),
             local: h.has(HALF_LOCAL),
             sack_right: h.has(HALF_SACK).then_some(h.sack_right),
             ttl: h.ttl,
@@ -59,16 +65,32 @@ impl From<&FlowHalf> for HalfView {
     }
 }
 
-fn view(key: &FlowKey, f: &Flow, now: u64) -> FlowView {
-    let (a, b) = endpoints(key);
+/// The endpoints of a table key: IPv4 addresses as they are; IPv6 ones are
+/// hashed in the key, so only the hash and the ports show.
+fn key_endpoints(key: &FlowKey) -> (String, String) {
+    match key.v4_endpoints() {
+        Some(e) => endpoints(&e),
+        None => {
+            let h = (u64::from(key.addrs[1]) << 32) | u64::from(key.addrs[0]);
+            (
+                format!("[ipv6 #{h:016x}]:{}", key.lo_port),
+                format!("[ipv6 #{h:016x}]:{}", key.hi_port),
+            )
+        }
+    }
+}
+
+fn view(key: &FlowKey, f: &Flow, table: FlowTable, now: u64) -> FlowView {
+    let (a, b) = key_endpoints(key);
     FlowView {
         a,
         b,
         state: f.state().name(),
+        table,
         picked_up: f.has(FLOW_PICKED_UP),
-        in_state_secs: now.saturating_sub(f.state_since_ns) as f64 / 1e9,
-        a_sent: HalfView::from(&f.lo),
-        b_sent: HalfView::from(&f.hi),
+        in_state_secs: timed(f.state()).then(|| age_ns(f, now) as f64 / 1e9),
+        a_sent: HalfView::of(f, true),
+        b_sent: HalfView::of(f, false),
     }
 }
 
@@ -78,19 +100,26 @@ pub fn run(pins: &PinDir, args: &FlowsArgs) -> anyhow::Result<()> {
     let flows: Vec<FlowView> = maps
         .flows(args.limit)?
         .iter()
-        .map(|(k, f)| view(k, f, now))
+        .map(|(k, f, t)| view(k, f, *t, now))
         .collect();
     if args.json {
         return print_json(&flows);
     }
-    println!("{:<46} {:<46} {:<12} {:>8}", "A", "B", "STATE", "SINCE");
+    println!(
+        "{:<46} {:<46} {:<12} {:<10} {:>8}",
+        "A", "B", "STATE", "TABLE", "SINCE"
+    );
     for f in &flows {
         println!(
-            "{:<46} {:<46} {:<12} {:>7.1}s{}",
+            "{:<46} {:<46} {:<12} {:<10} {:>8}{}",
             f.a,
             f.b,
             f.state,
-            f.in_state_secs,
+            match f.table {
+                FlowTable::Assured => "assured",
+                FlowTable::Embryonic => "new",
+            },
+            f.in_state_secs.map_or("-".into(), |s| format!("{s:.1}s")),
             if f.picked_up { " (picked up)" } else { "" }
         );
     }

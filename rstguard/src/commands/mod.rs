@@ -6,6 +6,7 @@ pub mod check_config;
 pub mod detach;
 pub mod flows;
 pub mod policy;
+pub mod resets;
 pub mod stats;
 pub mod status;
 pub mod trust;

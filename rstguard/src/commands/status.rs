@@ -1,19 +1,23 @@
 //! `rstguard status`: the daemon, its interfaces and hooks, the policy, the
 //! flow table's fill, and the most attacked flows and ports.
 
+use std::collections::BTreeMap;
+
 use rstguard_common::socket::Source;
 use serde::Serialize;
 
 use super::{cstr, iface_name, print_json};
 use crate::{
     attach::{link_exists, TcHook, XdpModeInForce},
-    daemon::{events::endpoints, unix_now},
+    clock::unix_now,
+    explain::endpoints,
     maps::Maps,
     paths::PinDir,
     policy::{describe, PolicyView},
 };
 use rstguard_common::{
-    policy::POLICY_PINNED, state::LINK_IP, track::Ignore, Action, Counter, Level, Policy, Verdict,
+    policy::POLICY_PINNED, state::LINK_IP, track::Ignore, Action, Cause, Counter, DaemonState,
+    Direction, Level, Policy, Verdict,
 };
 
 #[derive(Serialize)]
@@ -33,13 +37,59 @@ struct Status {
     top_ports: Vec<TopPortView>,
     events_seen: u64,
     events_suppressed: u64,
+    /// RSTs by direction and likely cause over the last `secs` seconds.
+    recent_causes: RecentCauses,
+}
+
+#[derive(Serialize)]
+struct RecentCauses {
+    secs: u64,
+    ingress: BTreeMap<Cause, u64>,
+    egress: BTreeMap<Cause, u64>,
+}
+
+impl RecentCauses {
+    fn of(s: &DaemonState) -> RecentCauses {
+        let side = |d: Direction| {
+            Cause::ALL
+                .into_iter()
+                .map(|c| (c, s.recent_causes[d as usize][c as usize]))
+                .filter(|(_, n)| *n > 0)
+                .collect()
+        };
+        RecentCauses {
+            secs: s.recent_secs,
+            ingress: side(Direction::Ingress),
+            egress: side(Direction::Egress),
+        }
+    }
+
+    /// "abort 2, refused 1" (most first), or "none".
+    fn line(causes: &BTreeMap<Cause, u64>) -> String {
+        let mut v: Vec<_> = causes.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then(a.0.cmp(b.0)));
+        if v.is_empty() {
+            return "none".into();
+        }
+        v.iter()
+            .map(|(c, n)| format!("{c} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 #[derive(Serialize)]
 struct FlowTable {
+    /// Assured flows (they proved themselves; `--flows`).
     entries: u64,
     capacity: u32,
     fill: f64,
+    /// Flows not assured yet (`--new-flows`).
+    new_entries: u64,
+    new_capacity: u32,
+    /// Assured flows evicted to make room for new assured ones: the table
+    /// is too small (raise `--flows`).
+    evicted: u64,
     counted_secs_ago: Option<u64>,
 }
 
@@ -120,6 +170,9 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             } else {
                 s.flow_entries as f64 / s.flow_capacity as f64
             },
+            new_entries: s.new_flow_entries,
+            new_capacity: s.new_flow_capacity,
+            evicted: s.assured_evicted,
             counted_secs_ago: (s.flows_counted_unix != 0)
                 .then(|| now.saturating_sub(s.flows_counted_unix)),
         },
@@ -174,7 +227,7 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             .iter()
             .filter(|t| t.count > 0)
             .map(|t| {
-                let (a, b) = endpoints(&t.key);
+                let (a, b) = endpoints(&t.ends);
                 TopFlowView {
                     a,
                     b,
@@ -193,6 +246,7 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             .collect(),
         events_seen: s.events_seen,
         events_suppressed: s.events_suppressed,
+        recent_causes: RecentCauses::of(&s),
     };
     if json {
         return print_json(&status);
@@ -226,16 +280,23 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
         },
         status.config_reloads
     );
+    let t = &status.flow_table;
     println!(
-        "flow table: {} of {} entries ({:.2}%){}",
-        status.flow_table.entries,
-        status.flow_table.capacity,
-        status.flow_table.fill * 100.0,
-        status
-            .flow_table
-            .counted_secs_ago
+        "flow table: {} of {} assured ({:.2}%), {} of {} new{}",
+        t.entries,
+        t.capacity,
+        t.fill * 100.0,
+        t.new_entries,
+        t.new_capacity,
+        t.counted_secs_ago
             .map_or(String::new(), |a| format!(", counted {a}s ago"))
     );
+    if t.evicted > 0 {
+        println!(
+            "            WARNING: {} assured flow(s) evicted to make room: the table is full, raise --flows",
+            t.evicted
+        );
+    }
     println!("interfaces:");
     for i in &status.interfaces {
         let yes = |b: bool| if b { "attached" } else { "DETACHED" };
@@ -297,6 +358,13 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             );
         }
     }
+    let rc = &status.recent_causes;
+    println!(
+        "RST causes, last {}: arrived: {}; sent by this host: {} (`rstguard resets` explains each)",
+        human_secs(rc.secs),
+        RecentCauses::line(&rc.ingress),
+        RecentCauses::line(&rc.egress)
+    );
     if !status.top_flows.is_empty() {
         println!("most attacked flows (sampled suspicious RSTs):");
         for t in &status.top_flows {

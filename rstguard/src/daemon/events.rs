@@ -1,10 +1,11 @@
-//! The event ring buffer: sampled reports of dropped and suspicious RSTs.
-//! Logged at a bounded rate (with a summary of what was left out), and
-//! counted per flow and per attacked port for `rstguard status`.
+//! The event ring buffer: every RST a real peer could have sent and a
+//! sample of the suspicious ones. Each is numbered into the `RESETS` map
+//! (`rstguard resets`); the suspicious ones are logged at a bounded rate
+//! (with a summary of what was left out) and counted per flow and per
+//! attacked port for `rstguard status`.
 
 use std::{
     collections::HashMap,
-    net::IpAddr,
     sync::{Arc, Mutex},
     time::Duration,
 };
@@ -12,12 +13,16 @@ use std::{
 use aya::maps::{MapData, PerCpuArray, PerCpuValues, RingBuf};
 use rstguard_common::{
     maps::EVENT_REFILL_MS,
-    state::{TopFlow, TopPort, TOP_N},
-    Action, FlowKey, RstEvent, Verdict,
+    state::{ResetRecord, TopFlow, TopPort, TOP_N},
+    Action, Cause, Endpoints, RstEvent,
 };
 use tracing::{info, warn};
 
 use super::Shared;
+use crate::{
+    clock::monotonic_to_unix_ns,
+    explain::{sender_receiver, verdict},
+};
 
 /// Flows and ports remembered at most; the least attacked go first.
 const TRACKED: usize = 4096;
@@ -25,17 +30,17 @@ const TRACKED: usize = 4096;
 /// Counts of suspicious RSTs per flow and per attacked (receiving) port.
 #[derive(Debug, Default)]
 pub struct Top {
-    flows: HashMap<FlowKey, u64>,
+    flows: HashMap<Endpoints, u64>,
     ports: HashMap<u16, u64>,
 }
 
 impl Top {
     pub fn record(&mut self, e: &RstEvent) {
-        *self.flows.entry(e.key).or_default() += 1;
+        *self.flows.entry(e.ends).or_default() += 1;
         let port = if e.sender_is_lo != 0 {
-            e.key.hi_port
+            e.ends.hi_port
         } else {
-            e.key.lo_port
+            e.ends.lo_port
         };
         *self.ports.entry(port).or_default() += 1;
         trim(&mut self.flows);
@@ -48,7 +53,7 @@ impl Top {
         let mut out = [TopFlow::default(); TOP_N];
         for (slot, (key, count)) in out.iter_mut().zip(v) {
             *slot = TopFlow {
-                key: *key,
+                ends: *key,
                 _pad: 0,
                 count: *count,
             };
@@ -79,32 +84,6 @@ fn trim<K: Copy + Eq + std::hash::Hash>(m: &mut HashMap<K, u64>) {
     counts.sort_unstable();
     let cut = counts[counts.len() / 2];
     m.retain(|_, c| *c > cut);
-}
-
-/// Addresses of a key as text.
-pub fn endpoints(key: &FlowKey) -> (String, String) {
-    let addr = |a: [u8; 16]| {
-        let v6 = std::net::Ipv6Addr::from(a);
-        match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(v6),
-        }
-    };
-    let fmt = |a: IpAddr, p: u16| match a {
-        IpAddr::V4(v4) => format!("{v4}:{p}"),
-        IpAddr::V6(v6) => format!("[{v6}]:{p}"),
-    };
-    (
-        fmt(addr(key.lo_addr), key.lo_port),
-        fmt(addr(key.hi_addr), key.hi_port),
-    )
-}
-
-fn verdict_name(v: u8) -> &'static str {
-    Verdict::ALL
-        .iter()
-        .find(|x| **x as u8 == v)
-        .map_or("unknown", |x| x.name())
 }
 
 /// Refills every CPU's event budget to `per_tick`.
@@ -156,8 +135,20 @@ pub async fn run(
         }
         let mut s = shared.lock().expect("daemon state lock");
         for e in &batch {
-            s.top.record(e);
             s.state.events_seen += 1;
+            s.state.resets_recorded += 1;
+            let record = ResetRecord {
+                event: *e,
+                number: s.state.resets_recorded,
+                unix_ns: monotonic_to_unix_ns(e.ts_ns),
+            };
+            if let Err(err) = s.maps.record_reset(&record) {
+                warn!(error = %err, "recording a RST for `rstguard resets` failed");
+            }
+            if !suspicious(e) {
+                continue;
+            }
+            s.top.record(e);
             if limit.allow() {
                 log(e, s.iface_name(e.ifindex));
             } else {
@@ -206,13 +197,15 @@ impl LogLimit {
     }
 }
 
+/// Whether an event is about a RST no real peer could have sent (or one
+/// forged on the path): those are logged and ranked; the rest only
+/// recorded.
+fn suspicious(e: &RstEvent) -> bool {
+    verdict(e.verdict).is_invalid() || Cause::from_raw(e.cause) == Cause::Injected
+}
+
 fn log(e: &RstEvent, device: &str) {
-    let (lo, hi) = endpoints(&e.key);
-    let (src, dst) = if e.sender_is_lo != 0 {
-        (lo, hi)
-    } else {
-        (hi, lo)
-    };
+    let (src, dst) = sender_receiver(e);
     let action = if e.action == Action::Drop as u8 {
         "dropped"
     } else {
@@ -224,7 +217,7 @@ fn log(e: &RstEvent, device: &str) {
         0 => ("nothing", None),
         RstEvent::FROM_SOCKET => (
             "socket",
-            Some(rstguard_common::socket::tcp_state::name(e._pad[0])),
+            Some(rstguard_common::socket::tcp_state::name(e.socket_state)),
         ),
         _ => ("flow", None),
     };
@@ -232,7 +225,8 @@ fn log(e: &RstEvent, device: &str) {
         device = %device,
         judged_by = from,
         socket_state,
-        verdict = %verdict_name(e.verdict),
+        verdict = %verdict(e.verdict),
+        cause = %Cause::from_raw(e.cause),
         action = %action,
         src = %src,
         dst = %dst,
@@ -252,7 +246,7 @@ mod tests {
 
     fn event(port: u16, lo_sends: bool) -> RstEvent {
         RstEvent {
-            key: FlowKey {
+            ends: Endpoints {
                 lo_addr: v4_mapped([10, 0, 0, 1]),
                 hi_addr: v4_mapped([10, 0, 0, 2]),
                 lo_port: port,
@@ -272,12 +266,12 @@ mod tests {
         t.record(&event(4001, true));
         let flows = t.top_flows();
         assert_eq!(flows[0].count, 3);
-        assert_eq!(flows[0].key.lo_port, 4000);
+        assert_eq!(flows[0].ends.lo_port, 4000);
         assert_eq!(flows[1].count, 1);
         let ports = t.top_ports();
         assert_eq!((ports[0].port, ports[0].count), (80, 4));
         assert_eq!(
-            endpoints(&flows[0].key),
+            crate::explain::endpoints(&flows[0].ends),
             ("10.0.0.1:4000".into(), "10.0.0.2:80".into())
         );
     }
@@ -287,7 +281,7 @@ mod tests {
         let mut t = Top::default();
         for i in 0..(TRACKED as u32 * 2) {
             let mut e = event((i % 60000) as u16, true);
-            e.key.lo_addr = v4_mapped(i.to_be_bytes());
+            e.ends.lo_addr = v4_mapped(i.to_be_bytes());
             t.record(&e);
         }
         assert!(t.flows.len() <= TRACKED + 1);

@@ -16,7 +16,9 @@ use prometheus::{
     proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
     Encoder, TextEncoder,
 };
-use rstguard_common::{counter::CounterKind, socket::Source, Action, Counter as C, Verdict};
+use rstguard_common::{
+    counter::CounterKind, socket::Source, Action, Cause, Counter as C, Direction, Verdict,
+};
 use tracing::{debug, warn};
 
 use super::Shared;
@@ -25,6 +27,7 @@ use super::Shared;
 /// against this list).
 pub const NAMES: &[&str] = &[
     "rstguard_rst_packets_total",
+    "rstguard_rst_causes_total",
     "rstguard_packets_total",
     "rstguard_tcp_packets_total",
     "rstguard_host_rst_packets_total",
@@ -36,8 +39,10 @@ pub const NAMES: &[&str] = &[
     "rstguard_flow_create_failed_total",
     "rstguard_closed_flow_packets_total",
     "rstguard_events_lost_total",
+    "rstguard_flows_assured_total",
     "rstguard_flow_table_entries",
     "rstguard_flow_table_capacity",
+    "rstguard_flow_table_evictions_total",
     "rstguard_attached",
     "rstguard_policy_level",
     "rstguard_policy_auto",
@@ -161,6 +166,13 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         "RSTs judged at XDP ingress, by verdict and by what was done with them.",
         COUNTER,
     );
+    let mut causes = Family::new(
+        "rstguard_rst_causes_total",
+        "RSTs by likely cause (refused, no_socket, peer_closed, abort, idle_expired, middlebox, \
+         injected, blind, hidden, time_wait, unknown) and direction (ingress: arrived, judged at \
+         XDP; egress: sent by this host). See `rstguard resets` for each one's evidence.",
+        COUNTER,
+    );
     let mut packets = Family::new(
         "rstguard_packets_total",
         "Frames seen, by hook (xdp: ingress, tc: egress).",
@@ -186,7 +198,16 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         "Non-first IP fragments (no TCP header; they pass).",
         COUNTER,
     );
-    let mut created = Family::new("rstguard_flows_created_total", "Flows created.", COUNTER);
+    let mut created = Family::new(
+        "rstguard_flows_created_total",
+        "Flows created (in the table of new flows).",
+        COUNTER,
+    );
+    let mut assured = Family::new(
+        "rstguard_flows_assured_total",
+        "Flows that proved themselves and moved into the assured table.",
+        COUNTER,
+    );
     let mut failed = Family::new(
         "rstguard_flow_create_failed_total",
         "Flow creations the table refused.",
@@ -228,6 +249,18 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
                 );
             }
         }
+        for dir in Direction::ALL {
+            for cause in Cause::ALL {
+                causes.add(
+                    &[
+                        ("device", d),
+                        ("direction", dir.name()),
+                        ("cause", cause.name()),
+                    ],
+                    c.cause(dir, cause) as f64,
+                );
+            }
+        }
         for counter in C::ALL {
             let value = c.get(counter) as f64;
             match counter.kind() {
@@ -245,7 +278,10 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
                 CounterKind::Fragment => frags.add(&[("device", d)], value),
                 CounterKind::Flow("created") => created.add(&[("device", d)], value),
                 CounterKind::Flow("create_failed") => failed.add(&[("device", d)], value),
-                CounterKind::Flow(_) => closed.add(&[("device", d)], value),
+                CounterKind::Flow("assured") => assured.add(&[("device", d)], value),
+                CounterKind::Flow("closed_flow_packets") => closed.add(&[("device", d)], value),
+                // Counted into the table's evictions below.
+                CounterKind::Flow(_) => {}
                 CounterKind::EventsLost => lost.add(&[("device", d)], value),
                 CounterKind::Ignored(why) => {
                     ignored.add(&[("device", d), ("reason", why.name())], value)
@@ -256,16 +292,24 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
 
     let mut entries = Family::new(
         "rstguard_flow_table_entries",
-        "Tracked flows, counted at the last sweep.",
+        "Tracked flows, counted at the last sweep, by table: assured (proved themselves) or new.",
         GAUGE,
     );
-    entries.add(&[], s.state.flow_entries as f64);
+    entries.add(&[("table", "assured")], s.state.flow_entries as f64);
+    entries.add(&[("table", "new")], s.state.new_flow_entries as f64);
     let mut capacity = Family::new(
         "rstguard_flow_table_capacity",
-        "Flow table capacity.",
+        "Flow table capacity, by table (--flows, --new-flows).",
         GAUGE,
     );
-    capacity.add(&[], s.state.flow_capacity as f64);
+    capacity.add(&[("table", "assured")], s.state.flow_capacity as f64);
+    capacity.add(&[("table", "new")], s.state.new_flow_capacity as f64);
+    let mut evictions = Family::new(
+        "rstguard_flow_table_evictions_total",
+        "Assured flows the full table evicted to make room for new assured ones (raise --flows).",
+        COUNTER,
+    );
+    evictions.add(&[], s.state.assured_evicted as f64);
 
     let mut attached = Family::new(
         "rstguard_attached",
@@ -361,6 +405,7 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
 
     [
         rst,
+        causes,
         packets,
         tcp,
         own_rst,
@@ -369,11 +414,13 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         parse,
         frags,
         created,
+        assured,
         failed,
         closed,
         lost,
         entries,
         capacity,
+        evictions,
         attached,
         level,
         auto,

@@ -15,13 +15,14 @@
 //! maps stay, so `rstguard stats` still shows the last counters;
 //! `rstguard detach --all` (or the next daemon) removes them.
 
+pub mod causes;
 pub mod events;
 pub mod metrics;
 
 use std::{
     net::TcpListener,
     sync::{Arc, Mutex},
-    time::{Duration, SystemTime, UNIX_EPOCH},
+    time::Duration,
 };
 
 use anyhow::Context as _;
@@ -38,12 +39,13 @@ use tracing::{error, info, warn};
 use crate::{
     attach::{attach_all, detach_all, Attachment, TcHook, XdpModeInForce},
     cli::AttachArgs,
+    clock::{monotonic_ns, unix_now},
     config::{self, Settings},
     controller::{Controller, Direction, Sample},
     counters::{summary_line, Named},
     ebpf::LoadOptions,
     iface::{Iface, LinkType},
-    maps::{Maps, SweepTtl},
+    maps::{FlowTable, Maps, SweepTtl},
     paths::PinDir,
     policy::describe,
     privileges::{self, ATTACH},
@@ -83,6 +85,8 @@ pub struct Shared {
     pub top: events::Top,
     /// One controller per interface under `--policy auto` (else empty).
     pub auto: Vec<AutoIface>,
+    /// The causes of the last minutes.
+    pub causes: causes::Window,
     /// This host's own addresses, for socket mode (when it is on).
     pub local: Option<LocalAddrs>,
 }
@@ -175,6 +179,17 @@ impl Shared {
         }
     }
 
+    /// Samples the cause counters of every interface for `status`.
+    fn sample_causes(&mut self, secs: u64) {
+        let counters: Vec<_> = self
+            .devices()
+            .into_iter()
+            .filter_map(|(_, ifindex)| self.maps.counters(ifindex).ok())
+            .collect();
+        self.causes.push(secs, causes::totals(&counters));
+        (self.state.recent_causes, self.state.recent_secs) = self.causes.recent();
+    }
+
     /// Writes the published state (with the current top lists) to its map.
     fn publish(&mut self) {
         self.state.top_flows = self.top.top_flows();
@@ -252,6 +267,7 @@ fn run_claimed(
     let (mut loaded, availability) = socket::load(
         &LoadOptions {
             flows: settings.flows,
+            new_flows: settings.new_flows,
             ..LoadOptions::default()
         },
         &wanted,
@@ -309,6 +325,20 @@ fn run_claimed(
         loaded.maps.trust(prefix)?;
     }
     info!(policy = %describe(&settings.policy), flows = settings.flows, pin_dir = %pins.dir().display(), "programs loaded");
+    for (table, capacity) in [
+        (FlowTable::Assured, settings.flows),
+        (FlowTable::Embryonic, settings.new_flows),
+    ] {
+        if let Some(bytes) = loaded.maps.flows_memory(table) {
+            info!(
+                table = ?table,
+                flows = capacity,
+                mib = format!("{:.1}", bytes as f64 / (1 << 20) as f64),
+                bytes_per_flow = format!("{:.1}", bytes as f64 / f64::from(capacity)),
+                "flow table memory"
+            );
+        }
+    }
 
     // Socket mode learns nothing at egress: no classifier there.
     let egress_for = |name: &str| {
@@ -332,6 +362,7 @@ fn run_claimed(
         pid: std::process::id(),
         started_unix: unix_now(),
         flow_capacity: settings.flows,
+        new_flow_capacity: settings.new_flows,
         n_ifaces: attachments.len() as u32,
         config_ok: 1,
         auto: u8::from(settings.auto.is_some()),
@@ -357,6 +388,7 @@ fn run_claimed(
         attached: attachments.iter().map(view).collect(),
         top: events::Top::default(),
         auto,
+        causes: causes::Window::started(),
         local: local.take(),
     }));
     shared.lock().expect("lock").publish();
@@ -424,19 +456,6 @@ pub fn copy_str(dst: &mut [u8], s: &str) {
     dst[..n].copy_from_slice(&s.as_bytes()[..n]);
 }
 
-pub fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
-/// CLOCK_MONOTONIC in ns: the clock of the flows' `state_since_ns`.
-pub fn monotonic_ns() -> u64 {
-    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).map_or(0, |t| {
-        t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64
-    })
-}
-
 /// What the serving loop works with.
 struct Context<'a> {
     args: &'a AttachArgs,
@@ -501,6 +520,9 @@ async fn serve(
                     warn!(error = %e, "socket mode: refreshing this host's addresses failed");
                 }
                 s.control(clock.elapsed().as_secs_f64());
+                if seconds.is_multiple_of(causes::SAMPLE_SECS) {
+                    s.sample_causes(seconds);
+                }
                 if settings.interval > 0 && seconds.is_multiple_of(settings.interval) {
                     report(&s.maps, attachments, settings.json);
                 }
@@ -627,6 +649,24 @@ fn reload(args: &AttachArgs, settings: &mut Settings, shared: &Arc<Mutex<Shared>
     settings.metrics = running.metrics;
 }
 
+/// How many assured flows the table evicted to make room, as far as the
+/// counters tell: flows that entered it, less those the programs removed
+/// (a new incarnation), those the sweeps removed, and those still there.
+pub fn assured_evicted<'a>(
+    state: &DaemonState,
+    counters: impl Iterator<Item = &'a rstguard_common::Counters>,
+) -> u64 {
+    let (mut entered, mut restarted) = (0u64, 0u64);
+    for c in counters {
+        entered = entered.wrapping_add(c.get(rstguard_common::Counter::FlowsAssured));
+        restarted = restarted.wrapping_add(c.get(rstguard_common::Counter::AssuredRestarted));
+    }
+    entered
+        .saturating_sub(restarted)
+        .saturating_sub(state.assured_swept)
+        .saturating_sub(state.flow_entries)
+}
+
 /// Removes expired closed and TIME_WAIT flows every `SWEEP_EVERY`, and
 /// counts the table's entries, through its own handles on the pinned maps
 /// (a sweep of a large table must not hold up scrapes).
@@ -645,12 +685,27 @@ async fn sweep_forever(pins: PinDir, shared: Arc<Mutex<Shared>>) {
         })
         .await;
         match swept {
-            Ok(Ok((entries, removed))) => {
+            Ok(Ok(swept)) => {
                 let mut s = shared.lock().expect("lock");
-                s.state.flow_entries = entries;
-                s.state.flows_counted_unix = unix_now();
+                let counters = s.maps.all_counters().unwrap_or_default();
+                let st = &mut s.state;
+                st.flow_entries = swept.assured;
+                st.new_flow_entries = swept.embryonic;
+                st.assured_swept += swept.assured_removed;
+                st.flows_counted_unix = unix_now();
+                let evicted = assured_evicted(st, counters.values());
+                if evicted > st.assured_evicted {
+                    warn!(
+                        evicted = evicted - st.assured_evicted,
+                        capacity = st.flow_capacity,
+                        "the assured flow table is full: established flows were evicted to make room \
+                         (raise --flows)"
+                    );
+                    st.assured_evicted = evicted;
+                }
+                let removed = swept.assured_removed + swept.embryonic_removed;
                 if removed > 0 {
-                    tracing::debug!(removed, entries, "swept expired flows");
+                    tracing::debug!(removed, ?swept, "swept expired flows");
                 }
             }
             Ok(Err(e)) => warn!(error = %e, "sweeping the flow table failed"),

@@ -309,7 +309,14 @@ fn metrics_scrape_parses_and_matches_the_traffic() {
         value(&scrape, "rstguard_flows_created_total", &[("device", "s0")]),
         1.0
     );
-    assert_eq!(value(&scrape, "rstguard_flow_table_capacity", &[]), 5000.0);
+    assert_eq!(
+        value(
+            &scrape,
+            "rstguard_flow_table_capacity",
+            &[("table", "assured")]
+        ),
+        5000.0
+    );
     assert_eq!(
         value(
             &scrape,

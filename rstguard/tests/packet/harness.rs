@@ -15,7 +15,7 @@ use etherparse::{
 use rstguard::ebpf::{LoadOptions, Loaded};
 use rstguard_common::{
     counter::rst_slot,
-    flow::{v4_mapped, FlowKey},
+    flow::{v4_mapped, Endpoints, FlowKey},
     maps::POLICY_DEFAULT,
     Action, Counter, Counters, Flow, Level, Policy, Verdict,
 };
@@ -67,14 +67,16 @@ pub struct Harness {
 
 impl Harness {
     pub fn new(level: Level) -> Harness {
-        Harness::with_flows(level, 1024)
+        Harness::with_flows(level, 1024, 1024)
     }
 
-    pub fn with_flows(level: Level, flows: u32) -> Harness {
+    /// With room for `flows` assured flows and `new_flows` others.
+    pub fn with_flows(level: Level, flows: u32, new_flows: u32) -> Harness {
         Harness::with_options(
             level,
             &LoadOptions {
                 flows,
+                new_flows,
                 ..LoadOptions::default()
             },
         )
@@ -223,15 +225,20 @@ pub struct Seg {
     pub win: u16,
     pub opts: Vec<TcpOptionElement>,
     pub payload: usize,
+    /// IPv4 TTL / IPv6 hop limit (None: 64).
+    pub ttl: Option<u8>,
 }
 
 pub fn ip(s: &str) -> IpAddr {
     s.parse().expect("an address")
 }
 
-/// The canonical flow key of a conversation, as the programs compute it.
-pub fn key_of(a: (IpAddr, u16), b: (IpAddr, u16)) -> FlowKey {
-    FlowKey::new(addr16(a.0), a.1, addr16(b.0), b.1).0
+impl Harness {
+    /// The flow table key of a conversation, as the programs compute it.
+    pub fn key_of(&self, a: (IpAddr, u16), b: (IpAddr, u16)) -> FlowKey {
+        let (ends, _) = Endpoints::new(addr16(a.0), a.1, addr16(b.0), b.1);
+        FlowKey::of(&ends, a.0.is_ipv6(), &self.loaded.key_secret)
+    }
 }
 
 pub fn addr16(a: IpAddr) -> [u8; 16] {
@@ -247,7 +254,13 @@ const MAC_B: [u8; 6] = [2, 0, 0, 0, 0, 2];
 /// Builds an Ethernet frame carrying `seg` from `src` to `dst`.
 pub fn tcp_frame(net: &Net, src: (IpAddr, u16), dst: (IpAddr, u16), seg: &Seg) -> Vec<u8> {
     let eth = PacketBuilder::ethernet2(MAC_A, MAC_B);
-    let ip = ip_headers(net, src.0, dst.0, IpNumber::TCP);
+    let mut ip = ip_headers(net, src.0, dst.0, IpNumber::TCP);
+    if let Some(ttl) = seg.ttl {
+        match &mut ip {
+            IpHeaders::Ipv4(h, _) => h.time_to_live = ttl,
+            IpHeaders::Ipv6(h, _) => h.hop_limit = ttl,
+        }
+    }
     let step = match net.encap {
         Encap::Plain => eth.ip(ip),
         Encap::Vlan => eth.single_vlan(VlanId::try_new(10).unwrap()).ip(ip),
@@ -390,6 +403,8 @@ pub struct Side {
     /// Raw window field it sends.
     pub win: u16,
     pub sack: Option<(u32, u32)>,
+    /// TTL / hop limit its segments arrive with.
+    pub ttl: u8,
 }
 
 /// A conversation between a remote client and a local server. Client
@@ -409,13 +424,22 @@ impl Lab {
     }
 
     pub fn with_net(level: Level, net: Net) -> Lab {
+        Lab::on(Harness::new(level), net)
+    }
+
+    /// An IPv4 conversation through a harness of one's own.
+    pub fn from_harness(h: Harness) -> Lab {
+        Lab::on(h, Net::default())
+    }
+
+    fn on(h: Harness, net: Net) -> Lab {
         let (ca, sa) = if net.v6 {
             (ip("fd00::1"), ip("fd00::2"))
         } else {
             (ip("10.0.0.1"), ip("10.0.0.2"))
         };
         Lab {
-            h: Harness::new(level),
+            h,
             net,
             c: Side {
                 addr: ca,
@@ -425,6 +449,7 @@ impl Lab {
                 ws: Some(7),
                 win: 512,
                 sack: None,
+                ttl: 64,
             },
             s: Side {
                 addr: sa,
@@ -434,13 +459,15 @@ impl Lab {
                 ws: Some(7),
                 win: 256,
                 sack: None,
+                ttl: 64,
             },
             middlebox: false,
         }
     }
 
     pub fn key(&self) -> FlowKey {
-        key_of((self.c.addr, self.c.port), (self.s.addr, self.s.port))
+        self.h
+            .key_of((self.c.addr, self.c.port), (self.s.addr, self.s.port))
     }
 
     pub fn flow(&self) -> Flow {
@@ -485,6 +512,7 @@ impl Lab {
             win: from.win,
             opts,
             payload,
+            ttl: Some(from.ttl),
         };
         let frame = tcp_frame(&self.net, (from.addr, from.port), (to.addr, to.port), &seg);
         let adv = payload as u32 + syn as u32 + fin as u32;

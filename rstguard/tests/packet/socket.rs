@@ -174,7 +174,7 @@ fn established_sockets_every_window_verdict() {
                 "{name}: a listener holds no connection"
             );
             // Nothing was tracked, and nothing reset the connection.
-            assert!(h.flow(&key_of(pair(c), pair(s))).is_none(), "{name}");
+            assert!(h.flow(&h.key_of(pair(c), pair(s))).is_none(), "{name}");
             assert_eq!(
                 kernel_tcp::state(&conn.server).unwrap(),
                 tcp_state::ESTABLISHED
@@ -397,7 +397,7 @@ fn auto_judges_local_addresses_by_socket_and_tracks_the_rest() {
         };
         let net = Net::default();
         assert_eq!(h.xdp(&tcp_frame(&net, (a, 1000), (b, 80), &syn)), XDP_PASS);
-        assert!(h.flow(&key_of((a, 1000), (b, 80))).is_some());
+        assert!(h.flow(&h.key_of((a, 1000), (b, 80))).is_some());
         // Segments to this host's own sockets are not.
         let data = Seg {
             seq: k.rcv_nxt,
@@ -407,7 +407,7 @@ fn auto_judges_local_addresses_by_socket_and_tracks_the_rest() {
             ..Seg::default()
         };
         h.xdp(&tcp_frame(&net, pair(c), pair(s), &data));
-        assert!(h.flow(&key_of(pair(c), pair(s))).is_none());
+        assert!(h.flow(&h.key_of(pair(c), pair(s))).is_none());
         // Nor are this host's own segments at egress: its SYN-ACK to a
         // remote client starts no flow.
         let remote = (ip("10.70.0.1"), 4000);
@@ -420,7 +420,7 @@ fn auto_judges_local_addresses_by_socket_and_tracks_the_rest() {
         };
         h.tc(&tcp_frame(&net, pair(s), remote, &syn_ack));
         assert!(
-            h.flow(&key_of(pair(s), remote)).is_none(),
+            h.flow(&h.key_of(pair(s), remote)).is_none(),
             "egress tracked a local flow"
         );
     });
@@ -451,7 +451,8 @@ fn the_socket_each_verdict_came_from_is_in_its_event() {
             unsafe { std::ptr::read_unaligned(item.as_ptr().cast()) };
         assert_eq!(e.expected, k.rcv_nxt);
         assert_eq!(e.has_flow, rstguard_common::RstEvent::FROM_SOCKET);
-        assert_eq!(e._pad[0], tcp_state::ESTABLISHED);
+        assert_eq!(e.socket_state, tcp_state::ESTABLISHED);
+        assert_eq!(e.cause, rstguard_common::Cause::Blind as u8);
         assert!(e.window > 0);
         let _ = conn.server.as_raw_fd();
     });

@@ -2,7 +2,7 @@
 //! forgery that used to teach a sequence number, then the RST aimed at it;
 //! one-sided flows; Fast Open; port reuse; the sweep race; router egress.
 
-use rstguard::maps::SweepTtl;
+use rstguard::maps::{FlowTable, SweepTtl};
 use rstguard_common::{track::Ignore, Action, Counter, FlowState, Level, Verdict};
 
 use crate::harness::*;
@@ -369,7 +369,7 @@ fn the_sweep_spares_a_flow_restarted_while_it_walks_the_table() {
         .h
         .loaded
         .maps
-        .expired_flows(&ttl, now)
+        .expired_flows(FlowTable::Assured, &ttl, now)
         .expect("walking the table");
     assert_eq!((count, stale.clone()), (1, vec![lab.key()]));
     // A new connection on the same four-tuple, mid-sweep.
@@ -387,19 +387,26 @@ fn the_sweep_spares_a_flow_restarted_while_it_walks_the_table() {
         .h
         .loaded
         .maps
-        .remove_expired(&stale, &ttl, now)
+        .remove_expired(FlowTable::Assured, &stale, &ttl, now)
         .expect("sweeping");
     assert_eq!(removed, 0, "the restarted flow was swept");
     assert_eq!(lab.flow().state(), FlowState::SynSent);
     // Once closed again and expired, it goes.
     let f = lab.rst_to_client_frame(0, Some(5_556));
     assert_eq!(lab.h.judge(&f).0, Verdict::Exact);
-    let (_, stale) = lab.h.loaded.maps.expired_flows(&ttl, now).expect("walking");
+    // (A new connection is not assured: it lives in the other table.)
+    let t = FlowTable::Embryonic;
+    let (_, stale) = lab
+        .h
+        .loaded
+        .maps
+        .expired_flows(t, &ttl, now)
+        .expect("walking");
     assert_eq!(
         lab.h
             .loaded
             .maps
-            .remove_expired(&stale, &ttl, now)
+            .remove_expired(t, &stale, &ttl, now)
             .expect("sweeping"),
         1
     );

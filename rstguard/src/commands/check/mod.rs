@@ -21,7 +21,7 @@ use super::print_json;
 use crate::{
     cli::{AttachArgs, CheckArgs, Cli, Commands},
     config::{self, Settings},
-    ebpf::MIN_KERNEL,
+    kernel,
     paths::PinDir,
 };
 
@@ -93,10 +93,7 @@ fn check(pins: &PinDir, attach: AttachArgs) -> Vec<Item> {
     let effective = probe::effective_caps();
     let holder = probe::daemon(pins);
     let mut items = vec![
-        judge::kernel(
-            probe::kernel(),
-            aya::util::KernelVersion::new(MIN_KERNEL.0, MIN_KERNEL.1, 0),
-        ),
+        judge::kernel(probe::kernel(), kernel::FLOOR),
         judge::btf(probe::btf()),
         judge::capabilities(effective),
         judge::bpffs(&probe::bpffs(pins, effective)),

@@ -11,7 +11,7 @@ use std::{
 };
 
 use rstguard::{
-    ebpf::{LoadOptions, Loaded, BENCH_OBJECT},
+    ebpf::{LoadOptions, Loaded},
     socket::prepare,
 };
 use rstguard_common::{maps::POLICY_DEFAULT, socket::Source, Level, Policy};
@@ -61,15 +61,13 @@ pub fn measure(rounds: usize, repeat: u32) -> Vec<SocketResult> {
 fn measure_here(rounds: usize, repeat: u32) -> Vec<SocketResult> {
     kernel_tcp::private_netns();
     let fields = prepare().expect("socket mode is available on this machine");
-    let mut extra = crate::cost::EXTRA.to_vec();
-    extra.push("bench_sk_lookup");
     let mut l = Loaded::load_object(
-        BENCH_OBJECT,
+        crate::cost::BENCH_OBJECT,
         &LoadOptions {
             flows: 1024,
+            new_flows: 1024,
             sock_fields: fields,
         },
-        &extra,
     )
     .expect("loading the bench object with socket mode");
     let p = Policy {

@@ -9,7 +9,7 @@ use std::{
 };
 
 use aya::programs::{loaded_programs, XdpMode};
-use rstguard::ebpf::{LoadOptions, Loaded, BENCH_OBJECT};
+use rstguard::ebpf::{LoadOptions, Loaded};
 use rstguard_lab::{
     sockaddr,
     spoof::{packet_flood, rst_frames},
@@ -118,18 +118,18 @@ impl Reference {
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let handle = ns.spawn(move || {
             let mut l = Loaded::load_object(
-                BENCH_OBJECT,
+                crate::cost::BENCH_OBJECT,
                 &LoadOptions {
                     flows: 1024,
+                    new_flows: 1024,
                     ..LoadOptions::default()
                 },
-                &["bench_drop_rst"],
             )
             .expect("loading the reference");
             let ifindex = rstguard::iface::Iface::by_name(dev)
                 .expect("the device")
                 .index;
-            l.xdp_named("bench_drop_rst")
+            l.other_xdp("bench_drop_rst")
                 .expect("the reference program")
                 .attach_to_if_index(ifindex, mode)
                 .expect("attaching the reference");

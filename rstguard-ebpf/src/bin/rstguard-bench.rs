@@ -13,22 +13,11 @@
 //! * `bench_new_flow`: adds one to the IPv4 source address, then runs
 //!   rstguard's XDP program. BPF_PROG_TEST_RUN runs the program `repeat`
 //!   times over the same buffer, so each run sees a new flow: flow creation
-//!   on every run, and a quick way to fill the table.
+//!   on every run (into the table of new flows, per-CPU LRU lists).
+//! * `bench_new_flow_common`: the same creation, into a table on the
+//!   kernel's common LRU list, for the comparison.
 #![no_std]
 #![no_main]
-
-#[path = "flows.rs"]
-mod flows;
-#[path = "maps.rs"]
-mod maps;
-#[path = "parse.rs"]
-mod parse;
-#[path = "socket.rs"]
-mod socket;
-#[path = "tc.rs"]
-mod tc;
-#[path = "xdp.rs"]
-mod xdp;
 
 use aya_ebpf::{
     bindings::{
@@ -36,12 +25,20 @@ use aya_ebpf::{
         BPF_F_CURRENT_NETNS,
     },
     helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp},
-    macros::{classifier, xdp},
+    macros::{classifier, map, xdp},
+    maps::LruHashMap,
     programs::{TcContext, XdpContext},
 };
-use rstguard_common::tcp::RST;
-
-use crate::parse::{parse, Cursor, Packet};
+use rstguard_common::{
+    tcp::RST,
+    track::{self, Origin},
+    Flow, FlowKey,
+};
+use rstguard_ebpf::{
+    maps,
+    parse::{parse, Cursor, Packet},
+    socket, tc, xdp,
+};
 
 #[xdp]
 pub fn rstguard_xdp(ctx: XdpContext) -> u32 {
@@ -130,8 +127,9 @@ pub fn bench_drop_rst(ctx: XdpContext) -> u32 {
 /// Offset of the IPv4 source address in an untagged frame.
 const IPV4_SRC: usize = 14 + 12;
 
-#[xdp]
-pub fn bench_new_flow(ctx: XdpContext) -> u32 {
+/// Adds one to the frame's IPv4 source address: each run a new flow.
+#[inline(always)]
+fn next_source(ctx: &XdpContext) {
     let (start, end) = (ctx.data(), ctx.data_end());
     if start + IPV4_SRC + 4 <= end {
         let p = (start + IPV4_SRC) as *mut [u8; 4];
@@ -141,7 +139,43 @@ pub fn bench_new_flow(ctx: XdpContext) -> u32 {
             p.write_unaligned(next.to_be_bytes());
         }
     }
+}
+
+#[xdp]
+pub fn bench_new_flow(ctx: XdpContext) -> u32 {
+    next_source(&ctx);
     xdp::run(&ctx)
+}
+
+/// A table like the one of new flows, but on the kernel's common LRU list
+/// (one list and lock for every CPU), for the comparison.
+#[map]
+static BENCH_COMMON_LRU: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(1 << 20, 0);
+
+/// What creating a flow costs rstguard (parse, two lookups that miss, the
+/// flow built, one insert), with the insert into a common-LRU table.
+#[xdp]
+#[expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "the key and flow by value would be copies on the stack, which rstguard's own code does not make"
+)]
+pub fn bench_new_flow_common(ctx: XdpContext) -> u32 {
+    next_source(&ctx);
+    let Some(scratch) = maps::scratch() else {
+        return XDP_PASS;
+    };
+    if parsed(&ctx, &mut scratch.pkt) && maps::find_flow(&scratch.pkt.key).is_none() {
+        let pkt = &scratch.pkt;
+        track::init(
+            &mut scratch.flow,
+            &pkt.seg,
+            pkt.sender_is_lo,
+            Origin::Claim,
+            0u64,
+        );
+        let _ = BENCH_COMMON_LRU.insert(&pkt.key, &scratch.flow, 0);
+    }
+    XDP_PASS
 }
 
 #[cfg(not(test))]

@@ -1,20 +1,13 @@
-//! rstguard's eBPF programs: XDP on ingress judges RSTs, TC on egress
-//! learns the host's own segments. Both learn each flow's sequence state
-//! into one shared map. The entry points are thin; see `xdp.rs`, `tc.rs`.
+//! The object the daemon loads: rstguard's two programs. The entry points
+//! are thin; the library (`xdp.rs`, `tc.rs`) holds what they do.
 #![no_std]
 #![no_main]
-
-mod flows;
-mod maps;
-mod parse;
-mod socket;
-mod tc;
-mod xdp;
 
 use aya_ebpf::{
     macros::{classifier, xdp},
     programs::{TcContext, XdpContext},
 };
+use rstguard_ebpf::{tc, xdp};
 
 #[xdp]
 pub fn rstguard_xdp(ctx: XdpContext) -> u32 {
