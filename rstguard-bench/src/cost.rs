@@ -197,8 +197,8 @@ pub fn classes(l: &mut Loaded) -> Vec<Class> {
         rst: false,
     });
     out.push(Class {
-        name: "SYN, the same creation on a common-LRU table (comparison)",
-        program: "bench_new_flow_common",
+        name: "SYN, the same creation on per-CPU LRU lists (comparison)",
+        program: "bench_new_flow_per_cpu",
         frame: syn,
         expect: 2,
         rst: false,

@@ -48,7 +48,7 @@ fn main() -> ExitCode {
     let want = |p| args.only.is_empty() || args.only.contains(&p);
     let started = std::time::Instant::now();
     let mut md = report::header(&args_line(&args), args.rounds);
-    // Flow creation, per-CPU and common LRU, and parse plus one lookup.
+    // Flow creation, common and per-CPU LRU, and parse plus one lookup.
     let mut creation = None;
     if want(Part::Cost) {
         let results = cost::measure(args.rounds, args.repeat);
@@ -61,11 +61,11 @@ fn main() -> ExitCode {
                 .find(|r| r.name.starts_with(name))
                 .map(|r| (r.rstguard.median(), r.baselines[2].median()))
         };
-        if let (Some((per_cpu, lookup)), Some((common, _))) = (
+        if let (Some((common, lookup)), Some((per_cpu, _))) = (
             median("SYN (flow creation)"),
             median("SYN, the same creation"),
         ) {
-            creation = Some((per_cpu, common, lookup));
+            creation = Some((common, per_cpu, lookup));
         }
     }
     if want(Part::Socket) {

@@ -16,7 +16,9 @@ use crate::{
     stats::Samples,
 };
 
-pub const SIZES: [u32; 4] = [1_000, 100_000, 1_000_000, 4_000_000];
+/// Powers of two, as the kernel sizes a table's buckets (1k, 128k, 1M,
+/// 4M).
+pub const SIZES: [u32; 4] = [1 << 10, 1 << 17, 1 << 20, 1 << 22];
 
 /// The server every flow of these tables talks to.
 const SERVER: [u8; 4] = [10, 99, 0, 1];

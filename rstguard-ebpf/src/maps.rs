@@ -26,14 +26,12 @@ pub static FLOWS: LruHashMap<FlowKey, Flow> = LruHashMap::with_max_entries(DEFAU
 
 /// Flows that have not proven themselves yet: SYN_SENT and SYN_RECV, and
 /// flows picked up from one side. A flood of SYNs or mid-stream segments
-/// churns this table, not [`FLOWS`]. Per-CPU LRU lists: a new flow takes
-/// no lock shared with the other CPUs (`--new-flows`).
+/// churns this table, not [`FLOWS`] (`--new-flows`). On the kernel's
+/// common LRU list, which hands each CPU free entries in batches: per-CPU
+/// lists (`BPF_F_NO_COMMON_LRU`) cost more a creation (BENCHMARKS.md).
 #[map]
 pub static EMBRYONIC: LruHashMap<FlowKey, Flow> =
-    LruHashMap::with_max_entries(DEFAULT_EMBRYONIC, BPF_F_NO_COMMON_LRU);
-
-/// `BPF_F_NO_COMMON_LRU`: each CPU keeps its own LRU list.
-const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
+    LruHashMap::with_max_entries(DEFAULT_EMBRYONIC, 0);
 
 /// Which table a flow was found in.
 #[derive(Clone, Copy, PartialEq, Eq)]
