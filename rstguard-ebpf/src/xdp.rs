@@ -51,6 +51,14 @@ pub fn run(ctx: &XdpContext) -> u32 {
             };
         }
     }
+    // The packet's bounds and the interface again, from the context: socket
+    // mode keeps the context alive past the parser (its lookup needs it),
+    // and these need not be kept alive through it too. Fewer values live
+    // across the parser keep its bounds checks in registers, where the
+    // verifiers before 5.12 can follow them (they lose a bound on a spilled
+    // copy).
+    let (start, end) = (ctx.data(), ctx.data_end());
+    let ifindex = ctx.ingress_ifindex() as u32;
     read_options(Cursor::new(start, end), pkt);
     bump(c, Counter::XdpTcp);
     if pkt.bad_options {
