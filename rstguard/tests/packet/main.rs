@@ -831,13 +831,15 @@ fn the_programs_stay_far_inside_the_verifiers_limits() {
     // With socket mode on, its code is walked too (off, it is dead code
     // the verifier never walks).
     let fields = rstguard::socket::prepare().expect("socket mode is available here");
-    let mut on = Harness::with_options(
+    let Some(mut on) = with_socket_mode(
         Strict,
         &rstguard::ebpf::LoadOptions {
             sock_fields: fields,
             ..rstguard::ebpf::LoadOptions::default()
         },
-    );
+    ) else {
+        return;
+    };
     let info = on.loaded.xdp().expect("xdp").info().expect("program info");
     let size = info.size_translated().unwrap_or(0) / 8;
     match info.verified_instruction_count() {

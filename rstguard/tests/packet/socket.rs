@@ -36,13 +36,15 @@ fn in_netns(level: Level, source: Source, f: impl FnOnce(&mut Harness) + Send + 
     thread::spawn(move || {
         kernel_tcp::private_netns();
         let fields = prepare().expect("socket mode is available on this test machine");
-        let mut h = Harness::with_options(
+        let Some(mut h) = with_socket_mode(
             level,
             &LoadOptions {
                 sock_fields: fields,
                 ..LoadOptions::default()
             },
-        );
+        ) else {
+            return;
+        };
         h.loaded
             .maps
             .set_source(1, source)
