@@ -189,7 +189,7 @@ fn measure_here(rounds: usize, repeat: u32) -> Vec<SocketResult> {
         .collect();
     for _ in 0..rounds {
         for ((name, frame, expect, _), r) in classes.iter().zip(results.iter_mut()) {
-            let (ns, ret) = run(&mut l, "rstguard_xdp", frame, repeat);
+            let (ns, ret) = run(&mut l, "bench_socket_xdp", frame, repeat);
             assert_eq!(ret, *expect, "{name}: rstguard returned {ret}");
             r.rstguard.push(ns);
             for (i, b) in BASELINES.iter().enumerate() {

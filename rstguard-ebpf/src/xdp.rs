@@ -19,7 +19,14 @@ use crate::{
 /// fragments, headers past the parser's bounds): they get a verdict, and
 /// the policy decides.
 #[inline(always)]
-pub fn run(ctx: &XdpContext) -> u32 {
+///
+/// `SOCKET`: the object built for socket mode (`rstguard-socket`), where
+/// segments to this host's own sockets are judged by the socket (RSTs) or
+/// only counted (the rest); see socket.rs. The object without it
+/// (`rstguard`) is this code with none of socket mode's: the loader picks
+/// the one to load, so a kernel that refuses socket mode (or a daemon that
+/// does not want it) runs exactly the tracking program.
+pub fn run<const SOCKET: bool>(ctx: &XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     let Iface { slot, l3 } = iface(ifindex);
     let Some(c) = counters(slot) else {
@@ -51,22 +58,12 @@ pub fn run(ctx: &XdpContext) -> u32 {
             };
         }
     }
-    // The packet's bounds and the interface again, from the context: socket
-    // mode keeps the context alive past the parser (its lookup needs it),
-    // and these need not be kept alive through it too. Fewer values live
-    // across the parser keep its bounds checks in registers, where the
-    // verifiers before 5.12 can follow them (they lose a bound on a spilled
-    // copy).
-    let (start, end) = (ctx.data(), ctx.data_end());
-    let ifindex = ctx.ingress_ifindex() as u32;
     read_options(Cursor::new(start, end), pkt);
     bump(c, Counter::XdpTcp);
     if pkt.bad_options {
         bump(c, Counter::BadTcpOptions);
     }
-    // Socket mode: segments to this host's own sockets are judged by the
-    // socket (RSTs) or only counted (the rest); see socket.rs.
-    let by_socket = socket::by_socket(ifindex, &pkt.dst);
+    let by_socket = SOCKET && socket::by_socket(ifindex, &pkt.dst);
     if pkt.seg.has(RST) {
         bump(c, Counter::XdpRst);
         let action = if by_socket {

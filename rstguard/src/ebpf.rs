@@ -12,6 +12,13 @@ use crate::{error::Error, kernel, maps::Maps};
 /// The object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard"));
 
+/// The same programs built with socket mode's code (`rstguard-socket`):
+/// loaded when socket mode is on, so that the object loaded without it is
+/// the tracking program alone, whatever a kernel's verifier makes of
+/// socket mode.
+static SOCKET_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard-socket"));
+
 /// The object this binary embeds (empty when built with `AYA_BUILD_SKIP`).
 pub fn object() -> &'static [u8] {
     OBJECT
@@ -55,8 +62,14 @@ pub struct Loaded {
 
 impl Loaded {
     /// Loads the object and both programs into the kernel.
+    /// With socket mode on (`opts.sock_fields.enabled`), the object built
+    /// for it.
     pub fn load(opts: &LoadOptions) -> Result<Loaded, Error> {
-        Self::load_object(OBJECT, opts)
+        if opts.sock_fields.enabled != 0 {
+            Self::load_object(SOCKET_OBJECT, opts)
+        } else {
+            Self::load_object(OBJECT, opts)
+        }
     }
 
     /// Loads `object` (an object with rstguard's maps and its two
@@ -78,10 +91,11 @@ impl Loaded {
             .map_max_entries(maps::FLOWS, opts.flows)
             .map_max_entries(maps::EMBRYONIC, opts.new_flows)
             .override_global(maps::FLOW_KEY_SECRET, &key_secret, true)
+            // Only objects with socket mode's code have it.
             .override_global(
                 rstguard_common::socket::SOCK_FIELDS,
                 &opts.sock_fields,
-                true,
+                false,
             )
             .load(object.bytes())
             .map_err(|e| Error::Load(Box::new(e)))?;

@@ -42,12 +42,18 @@ use rstguard_ebpf::{
 
 #[xdp]
 pub fn rstguard_xdp(ctx: XdpContext) -> u32 {
-    xdp::run(&ctx)
+    xdp::run::<false>(&ctx)
 }
 
 #[classifier]
 pub fn rstguard_tc(ctx: TcContext) -> i32 {
-    tc::run(&ctx)
+    tc::run::<false>(&ctx)
+}
+
+/// rstguard's XDP program as the socket-mode object builds it.
+#[xdp]
+pub fn bench_socket_xdp(ctx: XdpContext) -> u32 {
+    xdp::run::<true>(&ctx)
 }
 
 #[xdp]
@@ -144,7 +150,7 @@ fn next_source(ctx: &XdpContext) {
 #[xdp]
 pub fn bench_new_flow(ctx: XdpContext) -> u32 {
     next_source(&ctx);
-    xdp::run(&ctx)
+    xdp::run::<false>(&ctx)
 }
 
 /// A table like the one of new flows, but with an LRU list per CPU
