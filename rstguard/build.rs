@@ -14,6 +14,8 @@ fn main() -> anyhow::Result<()> {
     if skip {
         println!("cargo:rerun-if-env-changed=AYA_BUILD_SKIP");
         fs::write(out_dir.join("rstguard"), []).context("writing the empty eBPF stand-in")?;
+        fs::write(out_dir.join("rstguard-socket"), [])
+            .context("writing the empty eBPF stand-in")?;
         return Ok(());
     }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));

@@ -30,8 +30,15 @@ pub fn load(flows: u32) -> Loaded {
 /// The bench object with room for `flows` assured flows and `new_flows`
 /// others, at enforce with a budget no run exhausts.
 pub fn load_with(flows: u32, new_flows: u32) -> Loaded {
-    let mut l = Loaded::load_object(BENCH_OBJECT, &LoadOptions { flows, new_flows })
-        .expect("loading the bench object");
+    let mut l = Loaded::load_object(
+        BENCH_OBJECT,
+        &LoadOptions {
+            flows,
+            new_flows,
+            ..LoadOptions::default()
+        },
+    )
+    .expect("loading the bench object");
     let mut p = Policy {
         level: Level::Enforce as u8,
         ..Policy::default()

@@ -26,8 +26,11 @@ pub enum Config {
     Conntrack,
     /// A program that drops every RST (the limit of any XDP filter).
     Reference(XdpMode),
-    /// rstguard at enforce.
+    /// rstguard at enforce, tracking (`--state track`).
     Rstguard(XdpMode),
+    /// rstguard at enforce, judging by the server's own socket
+    /// (`--state socket`).
+    RstguardSocket(XdpMode),
 }
 
 impl Config {
@@ -37,18 +40,21 @@ impl Config {
             Config::Bare => "no filter (kernel RFC 5961)".into(),
             Config::Conntrack => "nftables ct state invalid drop".into(),
             Config::Reference(m) => format!("reference XDP drop-every-RST, {}", mode(m)),
-            Config::Rstguard(m) => format!("rstguard enforce, {}", mode(m)),
+            Config::Rstguard(m) => format!("rstguard enforce, tracking, {}", mode(m)),
+            Config::RstguardSocket(m) => format!("rstguard enforce, socket mode, {}", mode(m)),
         }
     }
 }
 
-pub const CONFIGS: [Config; 6] = [
+pub const CONFIGS: [Config; 8] = [
     Config::Bare,
     Config::Conntrack,
     Config::Reference(XdpMode::Driver),
     Config::Reference(XdpMode::Skb),
     Config::Rstguard(XdpMode::Driver),
     Config::Rstguard(XdpMode::Skb),
+    Config::RstguardSocket(XdpMode::Driver),
+    Config::RstguardSocket(XdpMode::Skb),
 ];
 
 pub struct FloodResult {
@@ -116,6 +122,7 @@ impl Reference {
                 &LoadOptions {
                     flows: 1024,
                     new_flows: 1024,
+                    ..LoadOptions::default()
                 },
             )
             .expect("loading the reference");
@@ -168,11 +175,18 @@ fn set_up(pair: &Pair, c: Config) -> Holder {
             Holder::None
         }
         Config::Reference(m) => Holder::Reference(Reference::attach(&pair.server, "s0", m)),
-        Config::Rstguard(m) => {
+        Config::Rstguard(m) | Config::RstguardSocket(m) => {
             let mode = if m == XdpMode::Skb { "skb" } else { "native" };
+            let state = if matches!(c, Config::RstguardSocket(_)) {
+                "socket"
+            } else {
+                "track"
+            };
             let mut args = vec![
                 "attach",
                 "s0",
+                "--state",
+                state,
                 "--policy",
                 "enforce",
                 "--mode",
@@ -238,7 +252,7 @@ pub fn measure(rounds: usize, flood_secs: f64) -> Vec<FloodResult> {
             );
             let prog = match r.config {
                 Config::Reference(_) => Some("bench_drop_rst"),
-                Config::Rstguard(_) => Some("rstguard_xdp"),
+                Config::Rstguard(_) | Config::RstguardSocket(_) => Some("rstguard_xdp"),
                 _ => None,
             };
             let s0 = prog.map(prog_stats);

@@ -7,6 +7,7 @@ mod flood;
 mod frames;
 mod report;
 mod scale;
+mod socket;
 mod stats;
 
 use std::{fmt::Write as _, fs, path::PathBuf, process::ExitCode};
@@ -22,7 +23,7 @@ struct Args {
     /// BPF_PROG_TEST_RUN repeat count for program costs.
     #[arg(long, default_value_t = 1_000_000)]
     repeat: u32,
-    /// Only these parts (repeatable): cost, scale, flood.
+    /// Only these parts (repeatable): cost, socket, scale, flood.
     #[arg(long = "only", value_enum)]
     only: Vec<Part>,
     /// Seconds each flood lasts.
@@ -36,6 +37,7 @@ struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 enum Part {
     Cost,
+    Socket,
     Scale,
     Flood,
 }
@@ -66,6 +68,12 @@ fn main() -> ExitCode {
             creation = Some((common, per_cpu, lookup));
         }
     }
+    if want(Part::Socket) {
+        let results = socket::measure(args.rounds, args.repeat);
+        let table = socket_table(&results);
+        println!("{table}");
+        md.push_str(&report::socket(&table));
+    }
     if want(Part::Flood) {
         let results = flood::measure(args.rounds, args.flood_secs);
         let table = flood_table(&results);
@@ -91,6 +99,30 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+fn socket_table(results: &[socket::SocketResult]) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| class (socket mode) | rstguard ns | parse only ns | parse + socket lookup ns | ratio (non-RST: to parse only, aim <= 1.15; RSTs: to parse + lookup) |"
+    );
+    let _ = writeln!(s, "| --- | --- | --- | --- | --- |");
+    for r in results {
+        let ratio = r.ratio();
+        let missed = !r.rst && ratio > 1.15;
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {:.2}{} |",
+            r.name,
+            r.rstguard.show(1),
+            r.baselines[0].show(1),
+            r.baselines[1].show(1),
+            ratio,
+            if missed { " (missed)" } else { "" },
+        );
+    }
+    s
 }
 
 fn cost_table(results: &[cost::ClassResult]) -> String {

@@ -70,14 +70,22 @@ pub enum Counter {
     IgnoredAckOutOfRange,
     IgnoredFinOutOfOrder,
     IgnoredLocalSpoof,
+    /// RSTs judged against the host's own sockets (socket mode); the others
+    /// were judged against the flow table. Its slot comes after the causes
+    /// (see [`SOCKET_RST_SLOT`]): the slots before it keep their places.
+    SocketRst = 79,
 }
+
+/// Slot of [`Counter::SocketRst`]: the last one.
+pub const SOCKET_RST_SLOT: usize = CAUSE_SLOTS + Direction::COUNT * Cause::COUNT;
+const _: () = assert!(Counter::SocketRst as usize == SOCKET_RST_SLOT);
 
 /// Number of [`Counter`] slots before the RST verdict slots.
 pub const FIXED_COUNTERS: usize = Counter::IgnoredLocalSpoof as usize + 1;
 /// First slot of the RST causes, after the verdicts.
 pub const CAUSE_SLOTS: usize = FIXED_COUNTERS + Verdict::COUNT * 2;
 /// Total number of slots in [`Counters`].
-pub const COUNTER_SLOTS: usize = CAUSE_SLOTS + Direction::COUNT * Cause::COUNT;
+pub const COUNTER_SLOTS: usize = SOCKET_RST_SLOT + 1;
 
 /// Slot of the counter for RSTs judged `verdict` and given `action`.
 #[inline(always)]
@@ -160,7 +168,7 @@ pub enum CounterKind {
 }
 
 impl Counter {
-    pub const ALL: [Counter; FIXED_COUNTERS] = [
+    pub const ALL: [Counter; FIXED_COUNTERS + 1] = [
         Counter::XdpPackets,
         Counter::XdpTcp,
         Counter::XdpRst,
@@ -190,6 +198,7 @@ impl Counter {
         Counter::IgnoredAckOutOfRange,
         Counter::IgnoredFinOutOfOrder,
         Counter::IgnoredLocalSpoof,
+        Counter::SocketRst,
     ];
 
     /// The counter of segments ignored for `why`.
@@ -236,6 +245,7 @@ impl Counter {
             Counter::IgnoredAckOutOfRange => Ignored(Ignore::AckOutOfRange),
             Counter::IgnoredFinOutOfOrder => Ignored(Ignore::FinOutOfOrder),
             Counter::IgnoredLocalSpoof => Ignored(Ignore::LocalSpoof),
+            Counter::SocketRst => Hook("xdp", "socket_rst"),
         }
     }
 
@@ -261,6 +271,7 @@ impl Counter {
             Counter::IgnoredAckOutOfRange => "ignored_ack_out_of_range",
             Counter::IgnoredFinOutOfOrder => "ignored_fin_out_of_order",
             Counter::IgnoredLocalSpoof => "ignored_local_spoof",
+            Counter::SocketRst => "xdp_socket_rst",
             other => match other.kind() {
                 CounterKind::ParseError(kind) => kind,
                 _ => "unnamed",
@@ -275,9 +286,10 @@ mod tests {
 
     #[test]
     fn all_lists_every_counter_in_order() {
-        for (i, c) in Counter::ALL.iter().enumerate() {
+        for (i, c) in Counter::ALL[..FIXED_COUNTERS].iter().enumerate() {
             assert_eq!(*c as usize, i);
         }
+        assert_eq!(Counter::ALL[FIXED_COUNTERS], Counter::SocketRst);
     }
 
     #[test]
@@ -308,14 +320,14 @@ mod tests {
         for d in Direction::ALL {
             for c in Cause::ALL {
                 let s = cause_slot(d, c);
-                assert!(s >= rst_slot(Verdict::ALL[Verdict::COUNT - 1], Action::Drop) + 1);
+                assert!(s > rst_slot(Verdict::ALL[Verdict::COUNT - 1], Action::Drop));
                 assert!(!seen[s]);
                 seen[s] = true;
             }
         }
         assert_eq!(
             seen.iter().filter(|s| **s).count(),
-            COUNTER_SLOTS - CAUSE_SLOTS
+            SOCKET_RST_SLOT - CAUSE_SLOTS
         );
     }
 

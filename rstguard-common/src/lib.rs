@@ -23,6 +23,7 @@ pub mod maps;
 pub mod policy;
 pub mod seq;
 pub mod siphash;
+pub mod socket;
 pub mod state;
 pub mod tcp;
 pub mod track;

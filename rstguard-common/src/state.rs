@@ -8,7 +8,7 @@ use crate::{
 
 /// Version of everything pinned: maps live under `<pin dir>/schema-N/`, so
 /// a binary with another layout never reuses them.
-pub const SCHEMA: u32 = 3;
+pub const SCHEMA: u32 = 4;
 
 /// Interfaces one daemon can attach to.
 pub const MAX_IFACES: usize = 16;
@@ -25,6 +25,8 @@ pub const LINK_IP: u8 = 1;
 /// `IfaceState::tc_hook`.
 pub const TC_HOOK_TCX: u8 = 1;
 pub const TC_HOOK_CLSACT: u8 = 2;
+/// No egress program: socket mode (`--state socket`) needs none.
+pub const TC_HOOK_NONE: u8 = 3;
 
 /// One attached interface.
 #[repr(C)]
@@ -43,7 +45,10 @@ pub struct IfaceState {
     pub ceiling: u8,
     /// [`LINK_ETHERNET`] or [`LINK_IP`]: what its frames start with.
     pub link: u8,
-    pub _pad: [u8; 2],
+    /// Where its RSTs are judged from (`socket::Source` as a raw byte), and
+    /// why (`SOURCE_WHY_*`).
+    pub source: u8,
+    pub source_why: u8,
     /// NUL-padded interface name.
     pub name: [u8; 16],
     /// Auto-mode transitions up and down so far.
@@ -172,11 +177,14 @@ pub struct RstEvent {
     pub seq: u32,
     pub ack: u32,
     /// What a real peer would use (the receiver's last ACK, or the
-    /// sender's next sequence number), and the receiver's window; 0 when
-    /// the flow is unknown (`has_flow` = 0).
+    /// sender's next sequence number; in socket mode what the socket
+    /// expects), and the receiver's window; 0 when neither a flow nor a
+    /// socket was found (`has_flow` = 0).
     pub expected: u32,
     pub window: u32,
     pub tcp_flags: u8,
+    /// 0: no state; 1: judged against a tracked flow; [`RstEvent::FROM_SOCKET`]:
+    /// against the local socket, whose TCP state is `socket_state`.
     pub has_flow: u8,
     /// [`crate::Cause`] and [`crate::Direction`] as raw values.
     pub cause: u8,
@@ -188,7 +196,10 @@ pub struct RstEvent {
     pub evidence: u8,
     /// How long the flow had been idle, in [`crate::clock::Seen`] units.
     pub idle: u16,
-    pub _pad2: u32,
+    /// Judged against the local socket (`has_flow` =
+    /// [`RstEvent::FROM_SOCKET`]): its TCP state.
+    pub socket_state: u8,
+    pub _pad2: [u8; 3],
 }
 
 const _: () = assert!(core::mem::size_of::<RstEvent>() == 80);
@@ -206,3 +217,16 @@ pub struct ResetRecord {
 }
 
 const _: () = assert!(core::mem::size_of::<ResetRecord>() == 96);
+
+impl RstEvent {
+    /// `has_flow`: judged against the local socket.
+    pub const FROM_SOCKET: u8 = 2;
+}
+
+/// `IfaceState::source_why`: why the interface uses the state source it
+/// does.
+pub const SOURCE_WHY_ASKED: u8 = 0;
+/// Auto mode chose it (socket mode for this host's own addresses).
+pub const SOURCE_WHY_AUTO: u8 = 1;
+/// Socket mode is unavailable here (see the daemon's log): tracking.
+pub const SOURCE_WHY_UNAVAILABLE: u8 = 2;

@@ -16,6 +16,7 @@ unsafe impl aya::Pod for Policy {}
 unsafe impl aya::Pod for DaemonState {}
 unsafe impl aya::Pod for RstEvent {}
 unsafe impl aya::Pod for ResetRecord {}
+unsafe impl aya::Pod for crate::socket::SockFields {}
 
 /// Names shown as themselves: `Display` and serde both write `name()`.
 macro_rules! by_name {

@@ -241,7 +241,8 @@ fn report_with(
         (*e).peer_ttl = j.facts.peer_ttl;
         (*e).evidence = j.facts.evidence() | evidence;
         (*e).idle = if has_flow != 0 { j.facts.idle(now) } else { 0 };
-        (*e)._pad2 = 0;
+        (*e).socket_state = 0;
+        (*e)._pad2 = [0; 3];
         (*e).ttl = pkt.seg.ttl;
         (*e).ifindex = ifindex;
         (*e).seq = pkt.seg.seq;

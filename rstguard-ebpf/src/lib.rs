@@ -5,11 +5,13 @@
 //! The path of a packet: [`parse`] (headers, the flow key), [`flows`]
 //! (learning from it, or judging it when it is a RST, with the pure code of
 //! `rstguard_common`), counted in [`maps`]; [`xdp`] and [`tc`] are the
-//! hooks.
+//! hooks. [`socket`] is socket mode: RSTs to this host judged against its
+//! own sockets.
 #![no_std]
 
 pub mod flows;
 pub mod maps;
 pub mod parse;
+pub mod socket;
 pub mod tc;
 pub mod xdp;

@@ -10,6 +10,7 @@ use crate::{
     flows,
     maps::{attached, bump, counters, iface, scratch, Iface, Scratch},
     parse::{parse, read_options, Cursor, Skip},
+    socket,
 };
 
 /// `TC_ACT_UNSPEC` under clsact, `TCX_NEXT` under TCX: let the next program
@@ -21,7 +22,10 @@ pub const TC_NEXT: i32 = -1;
 const HEADROOM: u32 = 160;
 
 #[inline(always)]
-pub fn run(ctx: &TcContext) -> i32 {
+///
+/// `SOCKET`: the object built for socket mode, where the host's own flows
+/// that socket mode judges are not tracked (see xdp.rs).
+pub fn run<const SOCKET: bool>(ctx: &TcContext) -> i32 {
     // SAFETY: the context pointer the kernel passed to this program.
     let (ifindex, came_in) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).ingress_ifindex) };
     let Iface { slot, l3 } = iface(ifindex);
@@ -77,7 +81,9 @@ pub fn run(ctx: &TcContext) -> i32 {
             bump(c, Counter::TcForwardedRst);
         }
     } else if local {
-        flows::learn(pkt, Origin::Local, flow, ifindex, slot, c);
+        if !(SOCKET && socket::by_socket(ifindex, &pkt.src)) {
+            flows::learn(pkt, Origin::Local, flow, ifindex, slot, c);
+        }
     } else if !attached(came_in) {
         // Forwarded from an interface without rstguard: not seen before.
         flows::learn(pkt, Origin::Claim, flow, ifindex, slot, c);

@@ -10,6 +10,7 @@ use crate::{
     flows,
     maps::{bump, counters, iface, scratch, Iface, Scratch},
     parse::{parse, read_options, Cursor, Skip},
+    socket,
 };
 
 /// Everything we are not interested in, and everything we cannot parse,
@@ -18,7 +19,14 @@ use crate::{
 /// fragments, headers past the parser's bounds): they get a verdict, and
 /// the policy decides.
 #[inline(always)]
-pub fn run(ctx: &XdpContext) -> u32 {
+///
+/// `SOCKET`: the object built for socket mode (`rstguard-socket`), where
+/// segments to this host's own sockets are judged by the socket (RSTs) or
+/// only counted (the rest); see socket.rs. The object without it
+/// (`rstguard`) is this code with none of socket mode's: the loader picks
+/// the one to load, so a kernel that refuses socket mode (or a daemon that
+/// does not want it) runs exactly the tracking program.
+pub fn run<const SOCKET: bool>(ctx: &XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
     let Iface { slot, l3 } = iface(ifindex);
     let Some(c) = counters(slot) else {
@@ -55,13 +63,21 @@ pub fn run(ctx: &XdpContext) -> u32 {
     if pkt.bad_options {
         bump(c, Counter::BadTcpOptions);
     }
+    let by_socket = SOCKET && socket::by_socket(ifindex, &pkt.dst);
     if pkt.seg.has(RST) {
         bump(c, Counter::XdpRst);
-        return match flows::judge_rst(pkt, ifindex, slot, c) {
+        let action = if by_socket {
+            socket::judge_rst(ctx, pkt, ifindex, slot, c)
+        } else {
+            flows::judge_rst(pkt, ifindex, slot, c)
+        };
+        return match action {
             Action::Pass => XDP_PASS,
             Action::Drop => XDP_DROP,
         };
     }
-    flows::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
+    if !by_socket {
+        flows::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
+    }
     XDP_PASS
 }

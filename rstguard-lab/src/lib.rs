@@ -16,6 +16,7 @@
 pub mod attack;
 pub mod daemon;
 pub mod fragments;
+pub mod kernel_tcp;
 pub mod legacy;
 pub mod netns;
 pub mod routed;

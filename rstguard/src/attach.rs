@@ -13,7 +13,9 @@ use aya::programs::{
     xdp::XdpLinkId,
     LinkOrder, ProgramError, TcAttachType, XdpMode,
 };
-use rstguard_common::state::{TC_HOOK_CLSACT, TC_HOOK_TCX, XDP_MODE_NATIVE, XDP_MODE_SKB};
+use rstguard_common::state::{
+    TC_HOOK_CLSACT, TC_HOOK_NONE, TC_HOOK_TCX, XDP_MODE_NATIVE, XDP_MODE_SKB,
+};
 use tracing::{info, warn};
 
 use crate::{
@@ -67,6 +69,7 @@ impl TcHook {
         match self {
             TcHook::Tcx => TC_HOOK_TCX,
             TcHook::Clsact => TC_HOOK_CLSACT,
+            TcHook::Off => TC_HOOK_NONE,
         }
     }
 
@@ -74,6 +77,7 @@ impl TcHook {
         match v {
             TC_HOOK_TCX => Some(TcHook::Tcx),
             TC_HOOK_CLSACT => Some(TcHook::Clsact),
+            TC_HOOK_NONE => Some(TcHook::Off),
             _ => None,
         }
     }
@@ -94,6 +98,10 @@ impl fmt::Display for XdpModeInForce {
 pub enum TcHook {
     Tcx,
     Clsact,
+    /// Not attached: socket mode (`--state socket`) learns nothing at
+    /// egress.
+    #[serde(rename = "none")]
+    Off,
 }
 
 impl fmt::Display for TcHook {
@@ -101,6 +109,7 @@ impl fmt::Display for TcHook {
         f.write_str(match self {
             TcHook::Tcx => "tcx",
             TcHook::Clsact => "clsact",
+            TcHook::Off => "none",
         })
     }
 }
@@ -119,17 +128,23 @@ pub struct Attachment {
     tc_link: Option<SchedClassifierLinkId>,
 }
 
-/// Attaches XDP and the egress classifier to every interface, in order,
-/// with the XDP mode `mode_for` gives each. On any failure, detaches what
-/// it attached and returns the error.
+/// Attaches XDP and (where `egress_for` says so) the egress classifier to
+/// every interface, in order, with the XDP mode `mode_for` gives each. On
+/// any failure, detaches what it attached and returns the error.
 pub fn attach_all(
     loaded: &mut Loaded,
     ifaces: &[Iface],
     mode_for: impl Fn(&str) -> ModeArg,
+    egress_for: impl Fn(&str) -> bool,
 ) -> Result<Vec<Attachment>, Error> {
     let mut done = Vec::with_capacity(ifaces.len());
     for iface in ifaces {
-        match attach_one(loaded, iface, mode_for(&iface.name)) {
+        match attach_one(
+            loaded,
+            iface,
+            mode_for(&iface.name),
+            egress_for(&iface.name),
+        ) {
             Ok(a) => done.push(a),
             Err(e) => {
                 detach_all(loaded, done);
@@ -140,7 +155,12 @@ pub fn attach_all(
     Ok(done)
 }
 
-fn attach_one(loaded: &mut Loaded, iface: &Iface, mode: ModeArg) -> Result<Attachment, Error> {
+fn attach_one(
+    loaded: &mut Loaded,
+    iface: &Iface,
+    mode: ModeArg,
+    egress: bool,
+) -> Result<Attachment, Error> {
     let xdp_prog = loaded.xdp()?.info().ok().map(|i| i.id());
     let before = link_ids(xdp_prog);
     let (xdp_link, xdp_mode) = attach_xdp(loaded, iface, mode)?;
@@ -153,18 +173,22 @@ fn attach_one(loaded: &mut Loaded, iface: &Iface, mode: ModeArg) -> Result<Attac
         xdp_link: Some(xdp_link),
         tc_link: None,
     };
-    let tc_prog = loaded.tc()?.info().ok().map(|i| i.id());
-    let before = link_ids(tc_prog);
-    match attach_tc(loaded, iface) {
-        Ok((link, hook)) => {
-            attachment.tc_link = Some(link);
-            attachment.tc_hook = hook;
-            attachment.tc_link_id = new_link(&before, tc_prog);
+    if egress {
+        let tc_prog = loaded.tc()?.info().ok().map(|i| i.id());
+        let before = link_ids(tc_prog);
+        match attach_tc(loaded, iface) {
+            Ok((link, hook)) => {
+                attachment.tc_link = Some(link);
+                attachment.tc_hook = hook;
+                attachment.tc_link_id = new_link(&before, tc_prog);
+            }
+            Err(e) => {
+                detach_one(loaded, attachment);
+                return Err(e);
+            }
         }
-        Err(e) => {
-            detach_one(loaded, attachment);
-            return Err(e);
-        }
+    } else {
+        attachment.tc_hook = TcHook::Off;
     }
     if let Err(e) = loaded
         .maps

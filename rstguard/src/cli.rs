@@ -214,6 +214,15 @@ pub struct AttachArgs {
     #[arg(long, value_enum)]
     pub mode: Option<ModeArg>,
 
+    /// Where RSTs are judged from: socket (the local socket the kernel
+    /// holds for the four-tuple: nothing is tracked), track (rstguard's own
+    /// flow table, for traffic the host forwards), or auto (socket for RSTs
+    /// to this host's own addresses, track for the rest). Socket mode needs
+    /// Linux 5.10+, kernel BTF and CAP_PERFMON; auto falls back to track
+    /// with one line saying what is missing. [default: auto]
+    #[arg(long, value_enum)]
+    pub state: Option<crate::socket::StateArg>,
+
     #[command(flatten)]
     pub policy: PolicyArgs,
 

@@ -22,6 +22,7 @@ use crate::{
     cli::{ActionArg, AttachArgs, FixedLevel, LevelArg},
     controller::AutoConfig,
     paths::DEFAULT_CONFIG,
+    socket::StateArg,
     trust::Prefix,
 };
 
@@ -38,6 +39,7 @@ pub const DEFAULT_LOG_EVENTS_PER_SEC: u32 = 5;
 pub struct ConfigFile {
     pub interfaces: Option<Vec<String>>,
     pub mode: Option<ModeArg>,
+    pub state: Option<StateArg>,
     pub policy: Option<LevelArg>,
     pub no_flow: Option<ActionArg>,
     pub time_wait: Option<ActionArg>,
@@ -66,6 +68,8 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct IfaceSection {
     pub mode: Option<ModeArg>,
+    /// Where this interface's RSTs are judged from (`--state`).
+    pub state: Option<StateArg>,
     /// Auto mode's floor and ceiling for this interface.
     pub floor: Option<FixedLevel>,
     pub ceiling: Option<FixedLevel>,
@@ -113,6 +117,9 @@ pub struct Settings {
     pub interfaces: Vec<String>,
     pub mode: ModeArg,
     pub iface_modes: BTreeMap<String, ModeArg>,
+    /// `--state`, and per interface.
+    pub state: StateArg,
+    pub iface_states: BTreeMap<String, StateArg>,
     /// The policy; under auto, its level is the floor (each interface
     /// starts at its own floor).
     pub policy: Policy,
@@ -135,6 +142,11 @@ impl Settings {
     /// The XDP mode for one interface.
     pub fn mode_for(&self, iface: &str) -> ModeArg {
         self.iface_modes.get(iface).copied().unwrap_or(self.mode)
+    }
+
+    /// Where one interface's RSTs are to be judged from.
+    pub fn state_for(&self, iface: &str) -> StateArg {
+        self.iface_states.get(iface).copied().unwrap_or(self.state)
     }
 }
 
@@ -283,15 +295,26 @@ pub fn resolve(
         }
     };
     let mut iface_modes = BTreeMap::new();
+    let mut iface_states = BTreeMap::new();
     for (name, section) in &file.interface {
         if let Some(m) = section.mode {
             iface_modes.insert(name.clone(), m);
+        }
+        if let Some(st) = section.state {
+            iface_states.insert(name.clone(), st);
         }
     }
     Ok(Settings {
         interfaces,
         mode: args.mode.or(file.mode).unwrap_or(ModeArg::Auto),
         iface_modes,
+        // A flag overrides the file, per-interface sections included.
+        state: args.state.or(file.state).unwrap_or_default(),
+        iface_states: if args.state.is_some() {
+            BTreeMap::new()
+        } else {
+            iface_states
+        },
         policy,
         auto,
         trust,
@@ -381,6 +404,9 @@ pub fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
     }
     if old.new_flows != new.new_flows {
         v.push("new_flows");
+    }
+    if old.state != new.state || old.iface_states != new.iface_states {
+        v.push("state");
     }
     if old.metrics != new.metrics {
         v.push("metrics");

@@ -1,16 +1,23 @@
 //! The embedded eBPF object: loading it and its two programs.
 
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{Map, MapData, PerCpuArray, RingBuf},
     programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
-use rstguard_common::maps;
+use rstguard_common::{maps, socket::SockFields};
 
 use crate::{error::Error, kernel, maps::Maps};
 
 /// The object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard"));
+
+/// The same programs built with socket mode's code (`rstguard-socket`):
+/// loaded when socket mode is on, so that the object loaded without it is
+/// the tracking program alone, whatever a kernel's verifier makes of
+/// socket mode.
+static SOCKET_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard-socket"));
 
 /// The object this binary embeds (empty when built with `AYA_BUILD_SKIP`).
 pub fn object() -> &'static [u8] {
@@ -24,6 +31,9 @@ pub struct LoadOptions {
     pub flows: u32,
     /// Capacity of the table of flows not yet assured.
     pub new_flows: u32,
+    /// Socket mode's field offsets (`SockFields::DISABLED`: off; see
+    /// `crate::socket`).
+    pub sock_fields: SockFields,
 }
 
 impl Default for LoadOptions {
@@ -31,6 +41,7 @@ impl Default for LoadOptions {
         LoadOptions {
             flows: maps::DEFAULT_FLOWS,
             new_flows: maps::DEFAULT_EMBRYONIC,
+            sock_fields: SockFields::DISABLED,
         }
     }
 }
@@ -51,8 +62,14 @@ pub struct Loaded {
 
 impl Loaded {
     /// Loads the object and both programs into the kernel.
+    /// With socket mode on (`opts.sock_fields.enabled`), the object built
+    /// for it.
     pub fn load(opts: &LoadOptions) -> Result<Loaded, Error> {
-        Self::load_object(OBJECT, opts)
+        if opts.sock_fields.enabled != 0 {
+            Self::load_object(SOCKET_OBJECT, opts)
+        } else {
+            Self::load_object(OBJECT, opts)
+        }
     }
 
     /// Loads `object` (an object with rstguard's maps and its two
@@ -74,6 +91,12 @@ impl Loaded {
             .map_max_entries(maps::FLOWS, opts.flows)
             .map_max_entries(maps::EMBRYONIC, opts.new_flows)
             .override_global(maps::FLOW_KEY_SECRET, &key_secret, true)
+            // Only objects with socket mode's code have it.
+            .override_global(
+                rstguard_common::socket::SOCK_FIELDS,
+                &opts.sock_fields,
+                false,
+            )
             .load(object.bytes())
             .map_err(|e| Error::Load(Box::new(e)))?;
         let xdp: &mut Xdp = program(&mut ebpf, maps::PROG_XDP)?;
@@ -97,6 +120,11 @@ impl Loaded {
             event_budget: Some(budget),
             key_secret,
         })
+    }
+
+    /// Takes a map no other handle holds (socket mode's `LOCAL_ADDRS`).
+    pub fn take_map(&mut self, name: &str) -> Option<Map> {
+        self.ebpf.take_map(name)
     }
 
     pub fn xdp(&mut self) -> Result<&mut Xdp, Error> {

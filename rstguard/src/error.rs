@@ -38,6 +38,12 @@ pub enum Error {
     #[error("--flows and --new-flows must be at least 1")]
     BadFlows,
 
+    #[error("--state socket cannot run here: {0} (--state auto falls back to tracking)")]
+    SocketMode(String),
+
+    #[error("cannot list this host's addresses: {0}")]
+    LocalAddrs(#[source] io::Error),
+
     #[error("loading the eBPF object failed: {0}")]
     Load(#[source] Box<aya::EbpfError>),
 

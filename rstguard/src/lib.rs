@@ -2,6 +2,7 @@
 //! their counters, and the daemon and CLI built on that.
 
 pub mod attach;
+pub mod btf;
 pub mod cli;
 pub mod clock;
 pub mod commands;
@@ -18,6 +19,7 @@ pub mod maps;
 pub mod paths;
 pub mod policy;
 pub mod privileges;
+pub mod socket;
 pub mod trust;
 
 pub use error::Error;

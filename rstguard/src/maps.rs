@@ -160,6 +160,26 @@ impl Maps {
         Ok(slot)
     }
 
+    /// Sets where `ifindex`'s RSTs are judged from (socket mode), keeping
+    /// its slot; an interface without a slot gets the source all the same.
+    pub fn set_source(
+        &mut self,
+        ifindex: u32,
+        source: rstguard_common::socket::Source,
+    ) -> Result<(), Error> {
+        use rstguard_common::socket::SLOT_SOURCE_MASK;
+        if ifindex >= maps::IFINDEX_LIMIT {
+            return Err(Error::IfindexTooLarge(ifindex));
+        }
+        let mut slots: Array<&mut MapData, u32> = typed_mut(&mut self.slots, maps::IFACE_SLOTS)?;
+        let word = slots
+            .get(&ifindex, 0)
+            .map_err(|e| Error::map(maps::IFACE_SLOTS, e))?;
+        slots
+            .set(ifindex, (word & !SLOT_SOURCE_MASK) | source.slot_bits(), 0)
+            .map_err(|e| Error::map(maps::IFACE_SLOTS, e))
+    }
+
     /// (slot, ifindex) of every claimed slot.
     fn claimed(&self) -> Result<Vec<(u32, u32)>, Error> {
         let owners: Array<&MapData, u32> = typed(&self.slot_ifaces, maps::SLOT_IFACES)?;

@@ -6,6 +6,8 @@
 //! * `bench_parse`: rstguard's parser, no maps.
 //! * `bench_lookup`: the parser and one LRU-hash lookup of the flow: the
 //!   least any stateful filter must do.
+//! * `bench_sk_lookup`: the parser and one socket lookup (and its release):
+//!   the least a judgement against the socket must do.
 //! * `bench_drop_rst`: the parser, and XDP_DROP for every RST: the limit of
 //!   any XDP RST filter (the reference in the flood benchmark).
 //! * `bench_new_flow`: adds one to the IPv4 source address, then runs
@@ -18,7 +20,11 @@
 #![no_main]
 
 use aya_ebpf::{
-    bindings::xdp_action::{XDP_DROP, XDP_PASS},
+    bindings::{
+        xdp_action::{XDP_DROP, XDP_PASS},
+        BPF_F_CURRENT_NETNS,
+    },
+    helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp},
     macros::{classifier, map, xdp},
     maps::LruHashMap,
     programs::{TcContext, XdpContext},
@@ -31,17 +37,23 @@ use rstguard_common::{
 use rstguard_ebpf::{
     maps,
     parse::{parse, Cursor, Packet},
-    tc, xdp,
+    socket, tc, xdp,
 };
 
 #[xdp]
 pub fn rstguard_xdp(ctx: XdpContext) -> u32 {
-    xdp::run(&ctx)
+    xdp::run::<false>(&ctx)
 }
 
 #[classifier]
 pub fn rstguard_tc(ctx: TcContext) -> i32 {
-    tc::run(&ctx)
+    tc::run::<false>(&ctx)
+}
+
+/// rstguard's XDP program as the socket-mode object builds it.
+#[xdp]
+pub fn bench_socket_xdp(ctx: XdpContext) -> u32 {
+    xdp::run::<true>(&ctx)
 }
 
 #[xdp]
@@ -82,6 +94,31 @@ pub fn bench_lookup(ctx: XdpContext) -> u32 {
 }
 
 #[xdp]
+pub fn bench_sk_lookup(ctx: XdpContext) -> u32 {
+    let Some(scratch) = maps::scratch() else {
+        return XDP_PASS;
+    };
+    if parsed(&ctx, &mut scratch.pkt) {
+        let (mut tuple, size) = socket::tuple(&scratch.pkt);
+        // SAFETY: this program's context, a tuple of the size given; the
+        // socket is released at once.
+        unsafe {
+            let sk = bpf_skc_lookup_tcp(
+                ctx.ctx.cast(),
+                &mut tuple,
+                size,
+                BPF_F_CURRENT_NETNS as u64,
+                0,
+            );
+            if !sk.is_null() {
+                bpf_sk_release(sk.cast());
+            }
+        }
+    }
+    XDP_PASS
+}
+
+#[xdp]
 pub fn bench_drop_rst(ctx: XdpContext) -> u32 {
     let Some(scratch) = maps::scratch() else {
         return XDP_PASS;
@@ -113,7 +150,7 @@ fn next_source(ctx: &XdpContext) {
 #[xdp]
 pub fn bench_new_flow(ctx: XdpContext) -> u32 {
     next_source(&ctx);
-    xdp::run(&ctx)
+    xdp::run::<false>(&ctx)
 }
 
 /// A table like the one of new flows, but with an LRU list per CPU

@@ -11,12 +11,12 @@ use rstguard_ebpf::{tc, xdp};
 
 #[xdp]
 pub fn rstguard_xdp(ctx: XdpContext) -> u32 {
-    xdp::run(&ctx)
+    xdp::run::<false>(&ctx)
 }
 
 #[classifier]
 pub fn rstguard_tc(ctx: TcContext) -> i32 {
-    tc::run(&ctx)
+    tc::run::<false>(&ctx)
 }
 
 #[cfg(not(test))]

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use rstguard_common::socket::Source;
 use serde::Serialize;
 
 use super::{cstr, iface_name, print_json};
@@ -114,6 +115,11 @@ struct IfaceStatus {
     one_sided_rsts: u64,
     /// Segments that taught rstguard nothing (forged-looking), all reasons.
     ignored_segments: u64,
+    /// Where its RSTs are judged from (`socket`, `track`, `auto`), and why.
+    state: &'static str,
+    state_why: &'static str,
+    /// RSTs judged against the host's own sockets.
+    socket_rsts: u64,
 }
 
 #[derive(Serialize)]
@@ -189,6 +195,12 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
                         && (TcHook::from_raw(i.tc_hook) == Some(TcHook::Clsact)
                             || link_exists(i.tc_link_id)),
                     link: if i.link == LINK_IP { "ip" } else { "ethernet" },
+                    state: Source::from_raw(u32::from(i.source)).name(),
+                    state_why: crate::socket::describe(
+                        Source::from_raw(u32::from(i.source)),
+                        i.source_why,
+                    ),
+                    socket_rsts: c.get(rstguard_common::Counter::SocketRst),
                     level: maps
                         .policy(i.ifindex)
                         .ok()
@@ -293,6 +305,14 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
     println!("interfaces:");
     for i in &status.interfaces {
         let yes = |b: bool| if b { "attached" } else { "DETACHED" };
+        let egress = match i.egress {
+            Some(TcHook::Off) => "none (socket mode needs none)".to_string(),
+            other => format!(
+                "{} ({})",
+                other.map_or("?".into(), |m| m.to_string()),
+                yes(i.egress_attached)
+            ),
+        };
         let auto = match &i.auto {
             Some(a) => format!(
                 " (auto {}..{}{}; {} up, {} down{})",
@@ -311,15 +331,23 @@ pub fn run(pins: &PinDir, json: bool) -> anyhow::Result<()> {
             None => String::new(),
         };
         println!(
-            "  {:<12} {}, xdp {} ({}), egress {} ({}), level {}{}",
+            "  {:<12} {}, xdp {} ({}), egress {}, level {}{}",
             i.device,
             i.link,
             i.xdp_mode.map_or("?".into(), |m| m.to_string()),
             yes(i.xdp_attached),
-            i.egress.map_or("?".into(), |m| m.to_string()),
-            yes(i.egress_attached),
+            egress,
             i.level,
             auto
+        );
+        println!(
+            "  {:<12} state {}: {} ({} RST(s) judged by socket)",
+            "",
+            i.state,
+            i.state_why
+                .split_once(": ")
+                .map_or(i.state_why, |(_, why)| why),
+            i.socket_rsts
         );
         if i.one_sided_rsts > 0 {
             println!(

@@ -219,8 +219,18 @@ fn log(e: &RstEvent, device: &str) {
     };
     // Without a flow there is no expectation: tracing leaves `None` fields out.
     let known = |v: u32| (e.has_flow != 0).then_some(v);
+    let (from, socket_state) = match e.has_flow {
+        0 => ("nothing", None),
+        RstEvent::FROM_SOCKET => (
+            "socket",
+            Some(rstguard_common::socket::tcp_state::name(e.socket_state)),
+        ),
+        _ => ("flow", None),
+    };
     info!(
         device = %device,
+        judged_by = from,
+        socket_state,
         verdict = %verdict(e.verdict),
         cause = %Cause::from_raw(e.cause),
         action = %action,

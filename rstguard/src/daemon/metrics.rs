@@ -16,7 +16,9 @@ use prometheus::{
     proto::{Counter, Gauge, LabelPair, Metric, MetricFamily, MetricType},
     Encoder, TextEncoder,
 };
-use rstguard_common::{counter::CounterKind, Action, Cause, Counter as C, Direction, Verdict};
+use rstguard_common::{
+    counter::CounterKind, socket::Source, Action, Cause, Counter as C, Direction, Verdict,
+};
 use tracing::{debug, warn};
 
 use super::Shared;
@@ -49,6 +51,8 @@ pub const NAMES: &[&str] = &[
     "rstguard_events_suppressed_total",
     "rstguard_build_info",
     "rstguard_config_last_reload_successful",
+    "rstguard_state_source",
+    "rstguard_socket_rst_packets_total",
 ];
 
 /// Serves `/metrics` on `listener` until the task is dropped.
@@ -224,6 +228,11 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         "Segments that taught rstguard nothing (they pass), by reason: syn, seq_out_of_window, ack_out_of_range, fin_out_of_order, local_spoof.",
         COUNTER,
     );
+    let mut by_socket = Family::new(
+        "rstguard_socket_rst_packets_total",
+        "RSTs judged against the host's own sockets (socket mode); the rest of rstguard_rst_packets_total was judged against the flow table.",
+        COUNTER,
+    );
     let mut lost = Family::new(
         "rstguard_events_lost_total",
         "Events the ring buffer had no room for.",
@@ -263,6 +272,7 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
                 CounterKind::Hook("tc", "forwarded_rst") => {
                     forwarded_rst.add(&[("device", d)], value)
                 }
+                CounterKind::Hook("xdp", "socket_rst") => by_socket.add(&[("device", d)], value),
                 CounterKind::Hook(..) => {}
                 CounterKind::ParseError(kind) => parse.add(&[("device", d), ("kind", kind)], value),
                 CounterKind::Fragment => frags.add(&[("device", d)], value),
@@ -321,8 +331,25 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         "Auto-mode level changes, by direction (up, down).",
         COUNTER,
     );
+    let mut source = Family::new(
+        "rstguard_state_source",
+        "1 for the state source each device's RSTs are judged from: socket (the host's own sockets), track (the flow table) or auto (socket for this host's addresses, track for the rest); 0 for the others.",
+        GAUGE,
+    );
     for a in &s.attached {
         let d = a.name.as_str();
+        let in_force = s
+            .state
+            .ifaces
+            .iter()
+            .find(|i| i.ifindex == a.ifindex)
+            .map_or(Source::Track, |i| Source::from_raw(u32::from(i.source)));
+        for src in Source::ALL {
+            source.add(
+                &[("device", d), ("source", src.name())],
+                f64::from(u8::from(src == in_force)),
+            );
+        }
         let controlled = s.auto.iter().any(|x| x.ifindex == a.ifindex && !x.pinned);
         auto.add(&[("device", d)], f64::from(u8::from(controlled)));
         let st = s.state.ifaces.iter().find(|i| i.ifindex == a.ifindex);
@@ -338,7 +365,9 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
             &[("device", d), ("hook", "xdp"), ("mode", &a.xdp_mode)],
             1.0,
         );
-        attached.add(&[("device", d), ("hook", "tc"), ("mode", &a.tc_hook)], 1.0);
+        if a.tc_hook != "none" {
+            attached.add(&[("device", d), ("hook", "tc"), ("mode", &a.tc_hook)], 1.0);
+        }
         let l = s
             .maps
             .policy(a.ifindex)
@@ -400,6 +429,8 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         suppressed,
         build,
         reload,
+        source,
+        by_socket,
     ]
     .into_iter()
     .map(|f| f.0)

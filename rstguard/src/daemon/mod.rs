@@ -43,12 +43,13 @@ use crate::{
     config::{self, Settings},
     controller::{Controller, Direction, Sample},
     counters::{summary_line, Named},
-    ebpf::{LoadOptions, Loaded},
+    ebpf::LoadOptions,
     iface::{Iface, LinkType},
     maps::{FlowTable, Maps, SweepTtl},
     paths::PinDir,
     policy::describe,
     privileges::{self, ATTACH},
+    socket::{self, LocalAddrs, StateArg},
 };
 
 /// How long a flow closed by a RST stays in the table, and a flow in
@@ -86,6 +87,8 @@ pub struct Shared {
     pub auto: Vec<AutoIface>,
     /// The causes of the last minutes.
     pub causes: causes::Window,
+    /// This host's own addresses, for socket mode (when it is on).
+    pub local: Option<LocalAddrs>,
 }
 
 impl Shared {
@@ -260,15 +263,38 @@ fn run_claimed(
         })?),
         None => None,
     };
-    let mut loaded = Loaded::load(&LoadOptions {
-        flows: settings.flows,
-        new_flows: settings.new_flows,
-    })?;
-    // Each interface gets its slot (counters, policy) before anything runs.
+    let wanted: Vec<StateArg> = ifaces.iter().map(|i| settings.state_for(&i.name)).collect();
+    let (mut loaded, availability) = socket::load(
+        &LoadOptions {
+            flows: settings.flows,
+            new_flows: settings.new_flows,
+            ..LoadOptions::default()
+        },
+        &wanted,
+    )?;
+    let mut local = match availability {
+        socket::Availability::On => {
+            let mut l = LocalAddrs::take(&mut loaded)?;
+            let n = l.refresh()?;
+            info!(
+                addresses = n,
+                "socket mode: this host's own addresses are judged by socket"
+            );
+            Some(l)
+        }
+        _ => None,
+    };
+    // Each interface gets its slot (counters, policy) and its state source
+    // before anything runs.
+    let mut sources = Vec::with_capacity(ifaces.len());
     for i in ifaces {
         loaded
             .maps
             .claim_slot(i.index, i.link == Some(LinkType::Ip))?;
+        let (source, why) = socket::in_force(settings.state_for(&i.name), &availability);
+        loaded.maps.set_source(i.index, source)?;
+        info!(iface = %i.name, state = %source.name(), "{}", socket::describe(source, why));
+        sources.push((i.index, source, why));
     }
     write_policy(
         &mut loaded.maps,
@@ -319,7 +345,18 @@ fn run_claimed(
     if let Some(budget) = loaded.event_budget.as_mut() {
         events::refill(budget, events::per_tick(settings.event_budget));
     }
-    let attachments = attach_all(&mut loaded, ifaces, |name| settings.mode_for(name))?;
+    // Socket mode learns nothing at egress: no classifier there.
+    let egress_for = |name: &str| {
+        !ifaces.iter().zip(&sources).any(|(i, (_, source, _))| {
+            i.name == name && *source == rstguard_common::socket::Source::Socket
+        })
+    };
+    let attachments = attach_all(
+        &mut loaded,
+        ifaces,
+        |name| settings.mode_for(name),
+        egress_for,
+    )?;
     if let Err(e) = loaded.maps.pin(pins) {
         detach_all(&mut loaded, attachments);
         return Err(e.into());
@@ -339,6 +376,10 @@ fn run_claimed(
     copy_str(&mut state.version, env!("CARGO_PKG_VERSION"));
     for (slot, a) in state.ifaces.iter_mut().zip(&attachments) {
         *slot = iface_state(a, &settings.policy);
+        if let Some((_, source, why)) = sources.iter().find(|(i, _, _)| *i == a.iface.index) {
+            slot.source = *source as u8;
+            slot.source_why = *why;
+        }
         if let Some(ctl) = auto.iter().find(|x| x.ifindex == a.iface.index) {
             slot.level = ctl.controller.level() as u8;
             slot.floor = ctl.controller.config.floor as u8;
@@ -353,6 +394,7 @@ fn run_claimed(
         top: events::Top::default(),
         auto,
         causes: causes::Window::started(),
+        local: local.take(),
     }));
     shared.lock().expect("lock").publish();
     if let Some(l) = &metrics {
@@ -476,6 +518,11 @@ async fn serve(
                     }
                 }
                 let mut s = shared.lock().expect("lock");
+                // Addresses come and go: socket mode follows them within a
+                // second (until then, RSTs to a new one are tracked).
+                if let Some(Err(e)) = s.local.as_mut().map(LocalAddrs::refresh) {
+                    warn!(error = %e, "socket mode: refreshing this host's addresses failed");
+                }
                 s.control(clock.elapsed().as_secs_f64());
                 if seconds.is_multiple_of(causes::SAMPLE_SECS) {
                     s.sample_causes(seconds);
@@ -600,6 +647,8 @@ fn reload(args: &AttachArgs, settings: &mut Settings, shared: &Arc<Mutex<Shared>
     settings.interfaces = running.interfaces;
     settings.mode = running.mode;
     settings.iface_modes = running.iface_modes;
+    settings.state = running.state;
+    settings.iface_states = running.iface_states;
     settings.flows = running.flows;
     settings.metrics = running.metrics;
 }

@@ -24,20 +24,26 @@ const SPOOFED: u64 = 5000;
 
 #[test]
 fn five_thousand_blind_rsts_each_way_at_a_live_transfer() {
+    // On the endpoints, by socket (socket mode) and by tracking.
     let cases = [
-        (Placement::Router, "monitor", false),
-        (Placement::Router, "enforce", false),
-        (Placement::Router, "strict", false),
-        (Placement::Router, "enforce", true),
-        (Placement::Router, "strict", true),
-        (Placement::Endpoints, "monitor", false),
-        (Placement::Endpoints, "enforce", false),
-        (Placement::Endpoints, "strict", true),
+        (Placement::Router, "monitor", false, "auto"),
+        (Placement::Router, "enforce", false, "auto"),
+        (Placement::Router, "strict", false, "auto"),
+        (Placement::Router, "enforce", true, "auto"),
+        (Placement::Router, "strict", true, "auto"),
+        (Placement::Endpoints, "monitor", false, "socket"),
+        (Placement::Endpoints, "enforce", false, "socket"),
+        (Placement::Endpoints, "strict", true, "socket"),
+        (Placement::Endpoints, "enforce", false, "track"),
+        (Placement::Endpoints, "strict", true, "track"),
     ];
     let lab = Routed::new();
-    for (i, (placement, level, v6)) in cases.into_iter().enumerate() {
-        let what = format!("{placement:?} {level} {}", if v6 { "IPv6" } else { "IPv4" });
-        let mut daemons = start(&lab, placement, &["--policy", level]);
+    for (i, (placement, level, v6, state)) in cases.into_iter().enumerate() {
+        let what = format!(
+            "{placement:?} {level} {} --state {state}",
+            if v6 { "IPv6" } else { "IPv4" }
+        );
+        let mut daemons = start(&lab, placement, &["--policy", level, "--state", state]);
         let port = 8000 + i as u16;
         let live = LiveTransfer::between(&lab.server, &lab.client, SERVER.addr(v6, port));
         live.assert_flowing();
@@ -110,17 +116,18 @@ fn receiver_window(ns: &Netns, receiver: SocketAddr) -> (u32, u32) {
 fn in_window_rsts_cost_challenge_acks_at_enforce_and_nothing_at_strict() {
     let lab = Routed::new();
     let counters = ["TcpExtTCPChallengeACK", "TcpExtTCPACKSkippedChallenge"];
-    for (i, (placement, level)) in [
-        (Placement::Endpoints, "enforce"),
-        (Placement::Endpoints, "strict"),
-        (Placement::Router, "enforce"),
-        (Placement::Router, "strict"),
+    for (i, (placement, level, state)) in [
+        // (Socket mode's in-window RSTs: socket_mode.rs.)
+        (Placement::Endpoints, "enforce", "track"),
+        (Placement::Endpoints, "strict", "track"),
+        (Placement::Router, "enforce", "auto"),
+        (Placement::Router, "strict", "auto"),
     ]
     .into_iter()
     .enumerate()
     {
-        let what = format!("{placement:?} {level}");
-        let mut daemons = start(&lab, placement, &["--policy", level]);
+        let what = format!("{placement:?} {level} --state {state}");
+        let mut daemons = start(&lab, placement, &["--policy", level, "--state", state]);
         let port = 8100 + i as u16;
         let live = LiveTransfer::between(&lab.server, &lab.client, SERVER.addr(false, port));
         live.assert_flowing();
@@ -133,9 +140,9 @@ fn in_window_rsts_cost_challenge_acks_at_enforce_and_nothing_at_strict() {
         let outcome_port = live.client_port;
         let client = CLIENT.addr(false, outcome_port);
         let server = SERVER.addr(false, port);
-        let before = nstat(&lab.server, &counters);
         let aimed = std::time::Instant::now();
         let (ack, win) = receiver_window(ns, server);
+        let before = nstat(&lab.server, &counters);
         assert!(win > 1000, "{what}: window {win}");
         let seqs: Vec<u32> = (0..20u32).map(|k| ack.wrapping_add(win / 2 + k)).collect();
         rsts_at(&lab.attacker, client, server, seqs, Some(0));
@@ -179,17 +186,22 @@ fn in_window_rsts_cost_challenge_acks_at_enforce_and_nothing_at_strict() {
 #[test]
 fn a_bad_rst_ack_at_a_client_in_syn_sent_does_not_stop_the_connection() {
     let lab = Routed::new();
-    for (i, (placement, level, v6)) in [
-        (Placement::Endpoints, "monitor", false),
-        (Placement::Endpoints, "enforce", false),
-        (Placement::Router, "strict", false),
-        (Placement::Router, "enforce", true),
+    for (i, (placement, level, v6, state)) in [
+        (Placement::Endpoints, "monitor", false, "socket"),
+        (Placement::Endpoints, "enforce", false, "socket"),
+        (Placement::Endpoints, "strict", true, "socket"),
+        (Placement::Endpoints, "enforce", false, "track"),
+        (Placement::Router, "strict", false, "auto"),
+        (Placement::Router, "enforce", true, "auto"),
     ]
     .into_iter()
     .enumerate()
     {
-        let what = format!("{placement:?} {level} {}", if v6 { "IPv6" } else { "IPv4" });
-        let mut daemons = start(&lab, placement, &["--policy", level]);
+        let what = format!(
+            "{placement:?} {level} {} --state {state}",
+            if v6 { "IPv6" } else { "IPv4" }
+        );
+        let mut daemons = start(&lab, placement, &["--policy", level, "--state", state]);
         let port = 8200 + i as u16;
         let cport = 42000 + i as u16;
         let server = SERVER.addr(v6, port);
@@ -276,7 +288,13 @@ fn time_wait_assassination_fails_with_time_wait_drop() {
     .enumerate()
     {
         let what = format!("{placement:?} {level}");
-        let mut daemons = start(&lab, placement, &["--policy", level, "--time-wait", "drop"]);
+        // Tracking's TIME_WAIT (socket mode's is in the differential and
+        // packet tests: a TIME_WAIT socket takes only RCV.NXT).
+        let mut daemons = start(
+            &lab,
+            placement,
+            &["--policy", level, "--time-wait", "drop", "--state", "track"],
+        );
         let port = 8300 + i as u16;
         let server = SERVER.addr(false, port);
         let srv = serve_on(&lab.server, server, |l| {

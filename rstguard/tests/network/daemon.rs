@@ -31,6 +31,8 @@ fn second_terminal_commands_work_against_a_running_daemon() {
         &[
             "attach",
             "s0",
+            "--state",
+            "track",
             "--interval",
             "0",
             "--event-sample",
@@ -201,6 +203,10 @@ fn metrics_scrape_parses_and_matches_the_traffic() {
         &[
             "attach",
             "s0",
+            // The flow table's metrics: tracking (socket mode's are in
+            // socket_mode.rs).
+            "--state",
+            "track",
             "--policy",
             "enforce",
             "--interval",

@@ -93,7 +93,9 @@ fn in_window_rsts_hidden_in_fragments_draw_no_challenge_ack_at_strict() {
         let shape = if cut == TINY { "tiny" } else { "after-header" };
         let family = if v6 { "IPv6" } else { "IPv4" };
         let what = format!("{placement:?} {level} {shape} {family}");
-        let mut daemons = start(&lab, placement, &["--policy", level]);
+        // The window is read from the flow table: tracking (socket mode
+        // judges fragments the same, before any lookup).
+        let mut daemons = start(&lab, placement, &["--policy", level, "--state", "track"]);
         let port = 8600 + i as u16;
         let server = SERVER.addr(v6, port);
         let live = LiveTransfer::between_with(
@@ -317,6 +319,9 @@ fn a_tun_device_meets_blind_attacks_and_legitimate_resets_as_veth_does() {
         &[
             "attach",
             TUN,
+            // Its in-window RSTs aim at the flow table's window: tracking.
+            "--state",
+            "track",
             "--policy",
             "enforce",
             "--interval",

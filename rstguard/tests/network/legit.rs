@@ -302,12 +302,18 @@ fn legitimate_rsts_reset_without_rstguard() {
 #[test]
 fn legitimate_rsts_reset_with_rstguard_on_the_receiving_endpoint() {
     let lab = Routed::new();
-    for (i, level) in ["monitor", "enforce", "strict"].into_iter().enumerate() {
+    // By the client's own sockets (socket mode) and by tracking.
+    let cases = ["socket", "track"]
+        .into_iter()
+        .flat_map(|state| ["monitor", "enforce", "strict"].map(|level| (state, level)));
+    for (i, (state, level)) in cases.enumerate() {
         let mut d = Daemon::start(
             &lab.client,
             &[
                 "attach",
                 "c0",
+                "--state",
+                state,
                 "--policy",
                 level,
                 "--interval",
@@ -317,10 +323,19 @@ fn legitimate_rsts_reset_with_rstguard_on_the_receiving_endpoint() {
         );
         all_causes(
             &lab,
-            &format!("rstguard {level} on the client"),
+            &format!("rstguard {level} --state {state} on the client"),
             7100 + 20 * i as u16,
         );
         nothing_dropped(&lab.client, level);
+        if state == "socket" {
+            let st = lab.client.cli_json(&["stats"]);
+            let c = &st["interfaces"][0]["counters"];
+            assert!(
+                rstguard_lab::n(&c["hooks"]["xdp"]["socket_rst"]) > 0,
+                "{state}: no RST judged by socket: {st}"
+            );
+            assert_eq!(rstguard_lab::n(&c["flows"]["created"]), 0, "{state}: {st}");
+        }
         assert_eq!(d.stop().0, 0);
     }
 }

@@ -51,6 +51,38 @@ where
     prog.test_run(opts).map(|r| r.return_value)
 }
 
+/// The oldest kernel whose verifier takes the program with socket mode on
+/// (the kernel matrix: 5.10's gives up at its million instructions; the
+/// daemon then tracks, saying why). Older kernels must refuse it cleanly,
+/// and load it with socket mode off.
+pub const SOCKET_MODE_FROM: (u32, u32) = (6, 1);
+
+/// Loads the object with socket mode on; `None` on a kernel older than
+/// [`SOCKET_MODE_FROM`] that refuses it, after checking that the object
+/// still loads with socket mode off there (the daemon's fallback).
+pub fn with_socket_mode(level: Level, opts: &LoadOptions) -> Option<Harness> {
+    match Harness::try_with_options(level, opts) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            let v = aya::util::KernelVersion::current().expect("the kernel version");
+            let (major, minor) = SOCKET_MODE_FROM;
+            assert!(
+                v < aya::util::KernelVersion::new(major as u8, minor as u8, 0),
+                "socket mode refused on {v}: {e}"
+            );
+            eprintln!("socket mode refused on {v} (as expected before {major}.{minor}): {e}");
+            let _fallback = Harness::with_options(
+                level,
+                &LoadOptions {
+                    sock_fields: rstguard_common::socket::SockFields::DISABLED,
+                    ..opts.clone()
+                },
+            );
+            None
+        }
+    }
+}
+
 /// `struct __sk_buff` up to `ifindex`, with `ingress_ifindex` (offset 36)
 /// set: what BPF_PROG_TEST_RUN turns into `skb->skb_iif`, the interface a
 /// forwarded packet came in on (0 for the host's own).
@@ -72,9 +104,24 @@ impl Harness {
 
     /// With room for `flows` assured flows and `new_flows` others.
     pub fn with_flows(level: Level, flows: u32, new_flows: u32) -> Harness {
+        Harness::with_options(
+            level,
+            &LoadOptions {
+                flows,
+                new_flows,
+                ..LoadOptions::default()
+            },
+        )
+    }
+
+    pub fn with_options(level: Level, opts: &LoadOptions) -> Harness {
+        Harness::try_with_options(level, opts).expect("loading the eBPF object")
+    }
+
+    /// As [`Harness::with_options`], returning the loader's refusal.
+    pub fn try_with_options(level: Level, opts: &LoadOptions) -> Result<Harness, rstguard::Error> {
         require_root();
-        let mut loaded =
-            Loaded::load(&LoadOptions { flows, new_flows }).expect("loading the eBPF object");
+        let mut loaded = Loaded::load(opts)?;
         let policy = Policy {
             level: level as u8,
             ..Policy::default()
@@ -83,7 +130,7 @@ impl Harness {
             .maps
             .set_policy(POLICY_DEFAULT, &policy)
             .expect("writing the policy");
-        Harness { loaded }
+        Ok(Harness { loaded })
     }
 
     pub fn set_policy(&mut self, f: impl FnOnce(&mut Policy)) {

@@ -7,6 +7,7 @@
 mod causes;
 mod evasion;
 mod harness;
+mod socket;
 mod table;
 mod unforgeable;
 mod verifier;
@@ -827,4 +828,29 @@ fn the_programs_stay_far_inside_the_verifiers_limits() {
         }
         assert!(size < 8192, "{name}: {size} instructions");
     }
+    // With socket mode on, its code is walked too (off, it is dead code
+    // the verifier never walks).
+    let fields = rstguard::socket::prepare().expect("socket mode is available here");
+    let Some(mut on) = with_socket_mode(
+        Strict,
+        &rstguard::ebpf::LoadOptions {
+            sock_fields: fields,
+            ..rstguard::ebpf::LoadOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let info = on.loaded.xdp().expect("xdp").info().expect("program info");
+    let size = info.size_translated().unwrap_or(0) / 8;
+    match info.verified_instruction_count() {
+        Some(walked) => {
+            eprintln!("{PROG_XDP} (socket mode): the verifier walked {walked} instructions; {size} loaded");
+            assert!(
+                walked < 250_000,
+                "socket mode: {walked} instructions walked"
+            );
+        }
+        None => eprintln!("{PROG_XDP} (socket mode): this kernel reports no count; {size} loaded"),
+    }
+    assert!(size < 8192, "socket mode: {size} instructions");
 }

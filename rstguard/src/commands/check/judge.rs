@@ -128,18 +128,27 @@ pub fn kernel(found: Result<KernelVersion, String>, min: KernelVersion) -> Item 
     }
 }
 
-/// Kernel BTF, which the current programs do not need.
-pub fn btf(present: bool) -> Item {
-    const PATH: &str = "/sys/kernel/btf/vmlinux";
-    if present {
-        Item::ok("btf", format!("kernel BTF at {PATH}"))
-    } else {
-        Item::warn(
+/// Kernel BTF, which socket mode (`--state socket`, and `auto` for this
+/// host's own addresses) reads its field offsets from; tracking needs none.
+pub fn btf(resolved: Result<(), crate::btf::BtfError>) -> Item {
+    use crate::btf::{BtfError, VMLINUX};
+    match resolved {
+        Ok(()) => Item::ok(
             "btf",
-            format!("no kernel BTF at {PATH} (a kernel built without CONFIG_DEBUG_INFO_BTF)"),
-            "rstguard's XDP and TC programs load without it; socket mode (DESIGN.md) will \
-             need a kernel built with CONFIG_DEBUG_INFO_BTF=y",
-        )
+            format!("kernel BTF at {VMLINUX}: every socket field socket mode reads resolves"),
+        ),
+        Err(BtfError::Missing) => Item::warn(
+            "btf",
+            format!("no kernel BTF at {VMLINUX} (a kernel built without CONFIG_DEBUG_INFO_BTF)"),
+            "tracking works without it, but not socket mode: --state auto tracks everything \
+             here, --state socket fails; a kernel built with CONFIG_DEBUG_INFO_BTF=y has it",
+        ),
+        Err(e) => Item::warn(
+            "btf",
+            format!("kernel BTF at {VMLINUX}, but {e}"),
+            "socket mode cannot read this kernel's sockets: --state auto tracks everything \
+             here, --state socket fails",
+        ),
     }
 }
 
@@ -721,7 +730,13 @@ mod tests {
             fail.line()
         );
         assert_eq!(overall(&[]), Status::Ok);
-        assert_eq!(overall(&[ok.clone(), btf(false)]), Status::Warn);
-        assert_eq!(overall(&[ok, fail, btf(false)]), Status::Fail);
+        assert_eq!(
+            overall(&[ok.clone(), btf(Err(crate::btf::BtfError::Missing))]),
+            Status::Warn
+        );
+        assert_eq!(
+            overall(&[ok, fail, btf(Err(crate::btf::BtfError::Missing))]),
+            Status::Fail
+        );
     }
 }

@@ -22,8 +22,9 @@ pub fn kernel() -> Result<aya::util::KernelVersion, String> {
     aya::util::KernelVersion::current().map_err(|e| e.to_string())
 }
 
-pub fn btf() -> bool {
-    Path::new("/sys/kernel/btf/vmlinux").exists()
+/// Kernel BTF, and whether every field socket mode reads resolves in it.
+pub fn btf() -> Result<(), crate::btf::BtfError> {
+    crate::btf::sock_fields_from(Path::new(crate::btf::VMLINUX)).map(|_| ())
 }
 
 pub fn lockdown() -> Result<String, String> {

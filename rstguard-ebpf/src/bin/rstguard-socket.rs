@@ -1,0 +1,33 @@
+//! The object the daemon loads with socket mode on: rstguard's two programs,
+//! with socket mode's code (see `socket.rs`). The loader falls back to the
+//! `rstguard` object where the kernel refuses this one.
+#![no_std]
+#![no_main]
+
+use aya_ebpf::{
+    macros::{classifier, xdp},
+    programs::{TcContext, XdpContext},
+};
+use rstguard_ebpf::{tc, xdp};
+
+#[xdp]
+pub fn rstguard_xdp(ctx: XdpContext) -> u32 {
+    xdp::run::<true>(&ctx)
+}
+
+#[classifier]
+pub fn rstguard_tc(ctx: TcContext) -> i32 {
+    tc::run::<true>(&ctx)
+}
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // Unreachable: the verifier rejects any program with a reachable panic
+    // (it would be an infinite loop).
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

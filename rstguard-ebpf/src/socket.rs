@@ -1,0 +1,353 @@
+//! Socket mode at XDP: a RST addressed to this host is judged against the
+//! local socket of its four-tuple (`bpf_skc_lookup_tcp`, in the netns of
+//! the device), read through the kernel's own types: the `bpf_skc_to_*`
+//! casts give typed (BTF) pointers, and the field offsets come from the
+//! running kernel's BTF at load time, through the read-only global
+//! [`SOCK_FIELDS`]. The verifier knows every offset (the global is frozen)
+//! and checks each load against the struct's BTF, as it would a CO-RE
+//! relocated one; a wrong offset is refused at load, never read.
+//!
+//! The judgement itself is `rstguard_common::socket`, pure code shared with
+//! the host tests.
+
+use aya_ebpf::{
+    bindings::{bpf_sock, bpf_sock_tuple, BPF_F_CURRENT_NETNS},
+    helpers::{
+        bpf_ktime_get_coarse_ns,
+        generated::{
+            bpf_sk_release, bpf_skc_lookup_tcp, bpf_skc_to_tcp_request_sock, bpf_skc_to_tcp_sock,
+            bpf_skc_to_tcp_timewait_sock,
+        },
+    },
+    macros::map,
+    maps::HashMap,
+    programs::XdpContext,
+};
+use rstguard_common::{
+    counter::{cause_slot, rst_slot},
+    judge::{Action, Verdict},
+    policy::POLICY_HAS_TRUSTED,
+    socket::{self, tcp_state, ByteField, Kind, Sock, SockFields, Source, LOCAL_ADDRS_MAX},
+    Cause, Counter, Counters, Direction, Policy, RstEvent,
+};
+
+use crate::{
+    maps::{bump, bump_slot, is_trusted, policy, take_event, EVENTS, IFACE_SLOTS},
+    parse::Packet,
+};
+
+/// Where the fields socket mode reads sit in the running kernel's structs.
+/// User space overrides it at load time (`SockFields::enabled` = 0 when
+/// socket mode cannot run: the code below is then dead, and the verifier
+/// never walks it).
+#[unsafe(no_mangle)]
+static SOCK_FIELDS: SockFields = SockFields::DISABLED;
+
+/// This host's own addresses (IPv4-mapped for IPv4), kept by the daemon.
+#[map]
+static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(LOCAL_ADDRS_MAX, 0);
+
+/// A field of [`SOCK_FIELDS`], read so that the compiler cannot fold it
+/// (it is 0 in the object): the verifier reads the frozen map's value.
+macro_rules! field {
+    ($f:ident) => {
+        volatile(&raw const SOCK_FIELDS.$f)
+    };
+}
+
+#[inline(always)]
+fn volatile<T: Copy>(p: *const T) -> T {
+    // SAFETY: `p` points into a static.
+    unsafe { core::ptr::read_volatile(p) }
+}
+
+/// Whether the loader enabled socket mode.
+#[inline(always)]
+fn enabled() -> bool {
+    field!(enabled) != 0
+}
+
+/// Whether a segment through interface `ifindex` is judged by socket (a
+/// RST) or only counted (anything else), rather than tracked: by the
+/// interface's state source, and for `auto` by whether this host's own end
+/// (`local`: the destination at ingress, the source at egress) is one of
+/// its addresses.
+///
+/// Called after the parser, and reading the interface's word itself: a
+/// source decoded before the parser would be a different constant on each
+/// path through it, and the verifier would walk the parser once per source.
+#[inline(always)]
+pub fn by_socket(ifindex: u32, local: &[u8; 16]) -> bool {
+    if !enabled() {
+        return false;
+    }
+    let word = IFACE_SLOTS.get(ifindex).copied().unwrap_or(0);
+    match Source::from_slot_word(word) {
+        Source::Track => false,
+        Source::Socket => true,
+        // SAFETY: a map value, only compared with None.
+        Source::Auto => unsafe { LOCAL_ADDRS.get(local) }.is_some(),
+    }
+}
+
+/// Reads a u32 at byte `off` of the kernel object `base` points to.
+///
+/// # Safety
+/// `base` is a non-null typed pointer the verifier tracks (a `bpf_skc_to_*`
+/// result) and `off` a frozen read-only value: the verifier checks the load
+/// against the object's BTF.
+#[inline(always)]
+unsafe fn u32_at(base: *const u8, off: u32) -> u32 {
+    unsafe { *(base.add(off as usize) as *const u32) }
+}
+
+/// Reads a one-byte field (maybe a bitfield) of the kernel object at
+/// `base`.
+///
+/// # Safety
+/// As [`u32_at`].
+#[inline(always)]
+unsafe fn byte_at(base: *const u8, f: ByteField) -> u8 {
+    (unsafe { *base.add(f.byte as usize) } >> f.shift) & f.mask
+}
+
+/// The lookup tuple of `pkt` (as it arrived: its source is the remote
+/// end), and its size.
+#[inline(always)]
+pub fn tuple(pkt: &Packet) -> (bpf_sock_tuple, u32) {
+    let (sport, dport) = if pkt.sender_is_lo {
+        (pkt.ends.lo_port, pkt.ends.hi_port)
+    } else {
+        (pkt.ends.hi_port, pkt.ends.lo_port)
+    };
+    // SAFETY: plain old data; every field the helper reads is set below.
+    let mut tuple: bpf_sock_tuple = unsafe { core::mem::zeroed() };
+    let size = if !pkt.v6 {
+        // SAFETY: writing plain fields of a union we own.
+        let t = unsafe { &mut tuple.__bindgen_anon_1.ipv4 };
+        t.saddr = u32::from_ne_bytes([pkt.src[12], pkt.src[13], pkt.src[14], pkt.src[15]]);
+        t.daddr = u32::from_ne_bytes([pkt.dst[12], pkt.dst[13], pkt.dst[14], pkt.dst[15]]);
+        t.sport = sport.to_be();
+        t.dport = dport.to_be();
+        core::mem::size_of_val(t)
+    } else {
+        // SAFETY: as above.
+        let t = unsafe { &mut tuple.__bindgen_anon_1.ipv6 };
+        for i in 0..4 {
+            let at = i * 4;
+            t.saddr[i] = u32::from_ne_bytes([
+                pkt.src[at],
+                pkt.src[at + 1],
+                pkt.src[at + 2],
+                pkt.src[at + 3],
+            ]);
+            t.daddr[i] = u32::from_ne_bytes([
+                pkt.dst[at],
+                pkt.dst[at + 1],
+                pkt.dst[at + 2],
+                pkt.dst[at + 3],
+            ]);
+        }
+        t.sport = sport.to_be();
+        t.dport = dport.to_be();
+        core::mem::size_of_val(t)
+    };
+    (tuple, size as u32)
+}
+
+/// The socket `pkt` is addressed to, as socket mode reads it; `None` when
+/// there is none (or the kernel would not hand it over).
+#[inline(always)]
+fn lookup(ctx: &XdpContext, pkt: &Packet) -> Option<Sock> {
+    let (mut tuple, size) = tuple(pkt);
+    // SAFETY: the context pointer this program was given, a tuple of the
+    // size passed; the result is released below on every path.
+    let sk = unsafe {
+        bpf_skc_lookup_tcp(
+            ctx.ctx.cast(),
+            &mut tuple,
+            size,
+            BPF_F_CURRENT_NETNS as u64,
+            0,
+        )
+    };
+    if sk.is_null() {
+        return None;
+    }
+    // SAFETY: `state` is one of the `struct bpf_sock` fields a
+    // `sock_common` pointer may read.
+    let state = unsafe { (*(sk as *const bpf_sock)).state } as u8;
+    let sock = read(sk.cast(), state);
+    // SAFETY: the reference the lookup took; nothing derived from it is
+    // used past this point.
+    unsafe { bpf_sk_release(sk.cast()) };
+    sock
+}
+
+/// Reads the socket `sk` (in TCP state `state`) through the cast its state
+/// calls for.
+#[inline(always)]
+fn read(sk: *mut core::ffi::c_void, state: u8) -> Option<Sock> {
+    let mut s = Sock {
+        kind: Kind::Full,
+        state,
+        rcv_nxt: 0,
+        rcv_wup: 0,
+        rcv_wnd: 0,
+        snd_una: 0,
+        snd_nxt: 0,
+        rcv_queue_len: 0,
+        sack_ok: false,
+        num_sacks: 0,
+        sack_ends: [0; 4],
+    };
+    match state {
+        tcp_state::TIME_WAIT => {
+            // SAFETY: a socket the lookup returned.
+            let tw = unsafe { bpf_skc_to_tcp_timewait_sock(sk) } as *const u8;
+            if tw.is_null() {
+                return None;
+            }
+            s.kind = Kind::TimeWait;
+            // SAFETY: typed pointers and frozen offsets (see `u32_at`).
+            unsafe {
+                s.state = byte_at(tw, field!(tw_substate));
+                s.rcv_nxt = u32_at(tw, field!(tw_rcv_nxt));
+                s.rcv_wnd = u32_at(tw, field!(tw_rcv_wnd));
+            }
+        }
+        tcp_state::NEW_SYN_RECV => {
+            // SAFETY: a socket the lookup returned.
+            let req = unsafe { bpf_skc_to_tcp_request_sock(sk) } as *const u8;
+            if req.is_null() {
+                return None;
+            }
+            s.kind = Kind::Request;
+            // SAFETY: as above.
+            unsafe {
+                s.rcv_nxt = u32_at(req, field!(req_rcv_nxt));
+                s.rcv_wnd = u32_at(req, field!(req_rcv_wnd));
+                s.snd_nxt = u32_at(req, field!(req_snt_isn)).wrapping_add(1);
+            }
+        }
+        _ => {
+            // SAFETY: a socket the lookup returned.
+            let tp = unsafe { bpf_skc_to_tcp_sock(sk) } as *const u8;
+            if tp.is_null() {
+                return None;
+            }
+            // SAFETY: as above.
+            unsafe {
+                s.rcv_nxt = u32_at(tp, field!(rcv_nxt));
+                s.rcv_wup = u32_at(tp, field!(rcv_wup));
+                s.rcv_wnd = u32_at(tp, field!(rcv_wnd));
+                s.snd_una = u32_at(tp, field!(snd_una));
+                s.snd_nxt = u32_at(tp, field!(write_seq));
+                s.rcv_queue_len = u32_at(tp, field!(rcv_queue_len));
+                s.sack_ok = byte_at(tp, field!(sack_ok)) != 0;
+                s.num_sacks = byte_at(tp, field!(num_sacks));
+                let (first, stride) = (field!(sack_end), field!(sack_stride));
+                s.sack_ends = [
+                    u32_at(tp, first),
+                    u32_at(tp, first + stride),
+                    u32_at(tp, first + 2 * stride),
+                    u32_at(tp, first + 3 * stride),
+                ];
+            }
+        }
+    }
+    Some(s)
+}
+
+/// Judges a RST that arrived at XDP against the local socket; counts it by
+/// verdict and action, reports it when suspicious, and returns the action.
+#[inline(always)]
+pub fn judge_rst(
+    ctx: &XdpContext,
+    pkt: &Packet,
+    ifindex: u32,
+    slot: u32,
+    c: &mut Counters,
+) -> Action {
+    let fail_open = Policy::FAIL_OPEN;
+    let policy = policy(slot).unwrap_or(&fail_open);
+    let trusted = policy.flags & POLICY_HAS_TRUSTED != 0 && is_trusted(pkt.src());
+    bump(c, Counter::SocketRst);
+    let sock = if trusted || pkt.seg.first_fragment || !enabled() {
+        None
+    } else {
+        lookup(ctx, pkt)
+    };
+    let (verdict, action) = socket::judge(sock.as_ref(), &pkt.seg, trusted, policy);
+    let cause = socket::cause(sock.as_ref(), &pkt.seg, verdict);
+    bump_slot(c, rst_slot(verdict, action));
+    bump_slot(c, cause_slot(Direction::Ingress, cause));
+    // As in tracking: every RST a real peer could have sent is reported
+    // (within the event budget), suspicious ones as sampled.
+    let legitimate = matches!(verdict, Verdict::Exact | Verdict::Trusted);
+    if (legitimate || sampled(c, policy.event_sample)) && take_event() {
+        report(pkt, sock.as_ref(), ifindex, verdict, action, cause, c);
+    }
+    action
+}
+
+/// One RST in `every` (0: never), counted on this CPU's RST counter.
+#[inline(always)]
+fn sampled(c: &Counters, every: u32) -> bool {
+    every == 1 || (every > 1 && c.get(Counter::XdpRst).is_multiple_of(u64::from(every)))
+}
+
+/// Sends an event to the daemon, with what the socket expected; counts it
+/// as lost when the ring is full.
+#[inline(always)]
+fn report(
+    pkt: &Packet,
+    sock: Option<&Sock>,
+    ifindex: u32,
+    verdict: Verdict,
+    action: Action,
+    cause: Cause,
+    c: &mut Counters,
+) {
+    let Some(mut entry) = EVENTS.reserve::<RstEvent>(0) else {
+        bump(c, Counter::EventsLost);
+        return;
+    };
+    let e = entry.as_mut_ptr();
+    let (expected, window, has_flow, state) = match sock {
+        Some(s) => (s.expected(), s.window(), RstEvent::FROM_SOCKET, s.state),
+        None => (0, 0, 0, 0),
+    };
+    // SAFETY: `e` points at reserved ring-buffer memory of RstEvent's size;
+    // every field is written before the submit.
+    unsafe {
+        (*e).ends = pkt.ends;
+        (*e).sender_is_lo = pkt.sender_is_lo as u8;
+        (*e).verdict = verdict as u8;
+        (*e).action = action as u8;
+        (*e).cause = cause as u8;
+        (*e).direction = Direction::Ingress as u8;
+        // A socket keeps no TTL history, and no idle time of rstguard's.
+        (*e).peer_ttl = 0;
+        (*e).evidence = 0;
+        (*e).idle = 0;
+        (*e).socket_state = state;
+        (*e)._pad2 = [0; 3];
+        (*e).ttl = pkt.seg.ttl;
+        (*e).ifindex = ifindex;
+        (*e).seq = pkt.seg.seq;
+        (*e).ack = pkt.seg.ack;
+        (*e).expected = expected;
+        (*e).window = window;
+        (*e).tcp_flags = pkt.seg.flags;
+        (*e).has_flow = has_flow;
+        // The time of the RST, as tracking stamps its events (rare: one
+        // helper call per report).
+        (*e).ts_ns = bpf_ktime_get_coarse_ns();
+    }
+    // No wake-up: the daemon drains the ring on a timer (see flows.rs).
+    entry.submit(BPF_RB_NO_WAKEUP);
+}
+
+/// `bpf_ringbuf_submit` flag: do not wake the consumer.
+const BPF_RB_NO_WAKEUP: u64 = 1;

@@ -1,0 +1,240 @@
+//! Socket mode on the daemon's side (`--state auto|socket|track`): whether
+//! it can run here, loading the object with it (or without it, saying
+//! why), each interface's state source, and the set of this host's own
+//! addresses that `auto` judges by socket.
+
+use std::{collections::BTreeSet, fmt, net::IpAddr, path::Path};
+
+use aya::maps::{HashMap, MapData};
+use rstguard_common::{
+    flow::v4_mapped,
+    socket::{SockFields, Source, LOCAL_ADDRS, LOCAL_ADDRS_MAX},
+    state::{SOURCE_WHY_ASKED, SOURCE_WHY_AUTO, SOURCE_WHY_UNAVAILABLE},
+};
+use tracing::{info, warn};
+
+use crate::{
+    btf,
+    ebpf::{LoadOptions, Loaded},
+    error::Error,
+};
+
+/// `--state`: where RSTs are judged from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StateArg {
+    /// RSTs addressed to this host's own addresses against its sockets,
+    /// the rest (forwarded traffic) against the flow table.
+    #[default]
+    Auto,
+    /// Every RST against the local sockets; nothing is tracked.
+    Socket,
+    /// Every RST against the flow table (rstguard's own tracking).
+    Track,
+}
+
+impl StateArg {
+    pub fn source(self) -> Source {
+        match self {
+            StateArg::Auto => Source::Auto,
+            StateArg::Socket => Source::Socket,
+            StateArg::Track => Source::Track,
+        }
+    }
+}
+
+impl fmt::Display for StateArg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.source().name())
+    }
+}
+
+/// Whether socket mode runs, and if not, why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Availability {
+    /// Loaded with socket mode.
+    On,
+    /// No interface asked for it.
+    NotWanted,
+    /// Wanted (auto) but not possible here: the one line that says why.
+    Unavailable(String),
+}
+
+/// Where one interface's RSTs are judged from, and why
+/// (`IfaceState::source`, `source_why`).
+pub fn in_force(wanted: StateArg, avail: &Availability) -> (Source, u8) {
+    match (wanted, avail) {
+        (StateArg::Track, _) => (Source::Track, SOURCE_WHY_ASKED),
+        (_, Availability::On) if wanted == StateArg::Auto => (Source::Auto, SOURCE_WHY_AUTO),
+        (_, Availability::On) => (Source::Socket, SOURCE_WHY_ASKED),
+        _ => (Source::Track, SOURCE_WHY_UNAVAILABLE),
+    }
+}
+
+/// A description of a state source in force, for `status` and the log.
+pub fn describe(source: Source, why: u8) -> &'static str {
+    match (source, why) {
+        (Source::Auto, _) => {
+            "auto: RSTs to this host's own addresses judged by its sockets, forwarded ones by tracking"
+        }
+        (Source::Socket, _) => "socket: every RST judged by the local sockets, nothing tracked",
+        (Source::Track, SOURCE_WHY_UNAVAILABLE) => {
+            "track: socket mode is unavailable here (see the daemon's log)"
+        }
+        (Source::Track, _) => "track: every RST judged by the flow table",
+    }
+}
+
+/// What socket mode needs: kernel BTF with every field it reads, and
+/// CAP_PERFMON (or CAP_SYS_ADMIN) to read a socket through the kernel's
+/// types. The kernel's own verdict comes at load.
+pub fn prepare() -> Result<SockFields, String> {
+    use caps::{CapSet, Capability};
+    let has = |c| caps::has_cap(None, CapSet::Effective, c).unwrap_or(false);
+    if !has(Capability::CAP_PERFMON) && !has(Capability::CAP_SYS_ADMIN) {
+        return Err("socket mode needs CAP_PERFMON (or CAP_SYS_ADMIN) to read sockets".into());
+    }
+    btf::sock_fields_from(Path::new(btf::VMLINUX))
+        .map_err(|e| format!("socket mode needs the kernel's BTF: {e}"))
+}
+
+/// Loads the object for interfaces that want `wanted` sources: with socket
+/// mode when any of them wants it and it can run, else without. `--state
+/// socket` that cannot run is an error; `auto` falls back to tracking with
+/// one line saying what is missing.
+pub fn load(opts: &LoadOptions, wanted: &[StateArg]) -> Result<(Loaded, Availability), Error> {
+    let strict = wanted.contains(&StateArg::Socket);
+    if !wanted.iter().any(|w| *w != StateArg::Track) {
+        return Ok((Loaded::load(opts)?, Availability::NotWanted));
+    }
+    let unavailable = |why: String| -> Result<(Loaded, Availability), Error> {
+        if strict {
+            return Err(Error::SocketMode(why));
+        }
+        warn!("SOCKET MODE UNAVAILABLE: {why}; falling back to tracking (--state track says so quietly)");
+        Ok((Loaded::load(opts)?, Availability::Unavailable(why)))
+    };
+    let fields = match prepare() {
+        Ok(f) => f,
+        Err(why) => return unavailable(why),
+    };
+    let with = LoadOptions {
+        sock_fields: fields,
+        ..opts.clone()
+    };
+    match Loaded::load(&with) {
+        Ok(l) => {
+            info!("socket mode on: RSTs to this host are judged against its own sockets");
+            Ok((l, Availability::On))
+        }
+        Err(e) => {
+            // Does the object load without it? Then socket mode was what
+            // the kernel refused.
+            let why = format!("the kernel refused socket mode: {e}");
+            if strict {
+                return Err(Error::SocketMode(why));
+            }
+            unavailable(why)
+        }
+    }
+}
+
+/// This host's own addresses in `LOCAL_ADDRS`, kept up to date.
+pub struct LocalAddrs {
+    map: HashMap<MapData, [u8; 16], u8>,
+    held: BTreeSet<[u8; 16]>,
+}
+
+impl LocalAddrs {
+    /// Takes the map out of the loaded object.
+    pub fn take(loaded: &mut Loaded) -> Result<LocalAddrs, Error> {
+        let map = loaded
+            .take_map(LOCAL_ADDRS)
+            .ok_or(Error::MissingMap(LOCAL_ADDRS))?;
+        let map = HashMap::try_from(map).map_err(|e| Error::map(LOCAL_ADDRS, e))?;
+        Ok(LocalAddrs {
+            map,
+            held: BTreeSet::new(),
+        })
+    }
+
+    /// Makes the map hold exactly this network namespace's addresses now;
+    /// returns how many there are.
+    pub fn refresh(&mut self) -> Result<usize, Error> {
+        let now = host_addresses().map_err(Error::LocalAddrs)?;
+        for gone in self.held.difference(&now) {
+            let _ = self.map.remove(gone);
+        }
+        for new in now.difference(&self.held) {
+            if self.held.len() >= LOCAL_ADDRS_MAX as usize {
+                warn!("more than {LOCAL_ADDRS_MAX} local addresses: the rest are tracked");
+                break;
+            }
+            self.map
+                .insert(new, 1, 0)
+                .map_err(|e| Error::map(LOCAL_ADDRS, e))?;
+        }
+        self.held = now;
+        Ok(self.held.len())
+    }
+}
+
+/// Every address of every interface in this network namespace, as the
+/// programs key them (IPv4 mapped into IPv6).
+pub fn host_addresses() -> std::io::Result<BTreeSet<[u8; 16]>> {
+    let mut out = BTreeSet::new();
+    for ifa in nix::ifaddrs::getifaddrs()? {
+        let Some(addr) = ifa.address else { continue };
+        if let Some(v4) = addr.as_sockaddr_in() {
+            out.insert(key(IpAddr::V4(v4.ip())));
+        } else if let Some(v6) = addr.as_sockaddr_in6() {
+            out.insert(key(IpAddr::V6(v6.ip())));
+        }
+    }
+    Ok(out)
+}
+
+/// An address as the programs key it.
+pub fn key(a: IpAddr) -> [u8; 16] {
+    match a {
+        IpAddr::V4(v4) => v4_mapped(v4.octets()),
+        IpAddr::V6(v6) => v6.octets(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_falls_back_to_tracking_and_says_so() {
+        let off = Availability::Unavailable("no BTF".into());
+        assert_eq!(
+            in_force(StateArg::Auto, &off),
+            (Source::Track, SOURCE_WHY_UNAVAILABLE)
+        );
+        assert_eq!(
+            in_force(StateArg::Auto, &Availability::On),
+            (Source::Auto, SOURCE_WHY_AUTO)
+        );
+        assert_eq!(
+            in_force(StateArg::Socket, &Availability::On),
+            (Source::Socket, SOURCE_WHY_ASKED)
+        );
+        assert_eq!(
+            in_force(StateArg::Track, &Availability::On),
+            (Source::Track, SOURCE_WHY_ASKED)
+        );
+        assert!(describe(Source::Track, SOURCE_WHY_UNAVAILABLE).contains("unavailable"));
+    }
+
+    #[test]
+    fn addresses_are_keyed_as_the_programs_key_them() {
+        assert_eq!(
+            key("10.1.2.3".parse().unwrap()),
+            [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 10, 1, 2, 3]
+        );
+        let v6: std::net::Ipv6Addr = "fd00::7".parse().unwrap();
+        assert_eq!(key(IpAddr::V6(v6)), v6.octets());
+    }
+}
