@@ -75,6 +75,9 @@ const MAX_TCP_OFFSET: usize = 0x3fff;
 /// How far into a frame the IP header may start (past Ethernet and
 /// [`MAX_VLAN_TAGS`] tags).
 const MAX_IP_OFFSET: usize = 14 + 4 * MAX_VLAN_TAGS;
+/// A power of two minus one above [`MAX_IP_OFFSET`].
+const IP_OFFSET_MASK: usize = 0x3f;
+const _: () = assert!(MAX_IP_OFFSET <= IP_OFFSET_MASK);
 
 impl Packet {
     /// The sender's address.
@@ -98,6 +101,18 @@ pub enum Skip {
     /// RST (a tiny or overlapping fragment, a header past the parser's
     /// bounds).
     Judge(Verdict, Counter),
+}
+
+/// `v & mask`, computed where the verifier sees it. The value goes through
+/// the stack first, so LLVM cannot drop the mask as redundant after an
+/// earlier bounds check; and the register added to a packet pointer
+/// carries the bound itself, whatever the verifier kept of a copy LLVM
+/// spilled before that check (verifiers before 6.6 lose the link between
+/// a checked register and its spilled copy: 5.10 and 6.1 refused the
+/// parser's IPv4 read for it).
+#[inline(always)]
+fn bounded(v: usize, mask: usize) -> usize {
+    core::hint::black_box(v) & mask
 }
 
 /// Bounds-checked reads from `[start, end)`.
@@ -165,6 +180,7 @@ pub fn parse(c: Cursor, frame_len: usize, l3: bool, out: &mut Packet) -> Result<
     if off > MAX_IP_OFFSET {
         return Err(count(Counter::BadVlan));
     }
+    let off = bounded(off, IP_OFFSET_MASK);
     match proto {
         ETH_P_IP => parse_ipv4(c, off, frame_len, out)?,
         ETH_P_IPV6 => parse_ipv6(c, off, frame_len, out)?,
@@ -182,7 +198,7 @@ pub fn parse(c: Cursor, frame_len: usize, l3: bool, out: &mut Packet) -> Result<
     if off > MAX_TCP_OFFSET {
         return Err(count(Counter::TruncatedTcp));
     }
-    parse_tcp(c, off, out.l4_len as usize, out)
+    parse_tcp(c, bounded(off, MAX_TCP_OFFSET), out.l4_len as usize, out)
 }
 
 /// The Ethernet header and up to [`MAX_VLAN_TAGS`] tags: the EtherType
@@ -430,6 +446,7 @@ pub fn read_options(c: Cursor, pkt: &mut Packet) {
         pkt.bad_options = true;
         return;
     }
+    let base = bounded(base, MAX_OPTIONS_OFFSET);
     let opts = PacketOptions(Cursor::new(core::hint::black_box(c.start + base), c.end));
     pkt.bad_options = !parse_options(&opts, len, &mut pkt.seg);
 }
