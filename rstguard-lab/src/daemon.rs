@@ -185,9 +185,17 @@ pub fn iface<'a>(report: &'a serde_json::Value, dev: &str) -> &'a serde_json::Va
 pub fn receiver_window(ns: &Netns, receiver: std::net::SocketAddr) -> (u32, u32) {
     let flows = ns.cli_json(&["flows"]);
     let want = receiver.to_string();
+    // IPv6 addresses are hashed in the table key: `rstguard flows` shows
+    // `[ipv6 #hash]:port`, so an IPv6 end is found by its port.
+    let matches = |end: &str| match receiver {
+        std::net::SocketAddr::V4(_) => end == want,
+        std::net::SocketAddr::V6(a) => {
+            end.starts_with("[ipv6 #") && end.ends_with(&format!("]:{}", a.port()))
+        }
+    };
     for f in flows.as_array().expect("a list of flows") {
         for (end, sent) in [("a", "a_sent"), ("b", "b_sent")] {
-            if f[end].as_str() == Some(want.as_str()) {
+            if f[end].as_str().is_some_and(matches) {
                 let half = &f[sent];
                 return (crate::n(&half["ack"]) as u32, crate::n(&half["win"]) as u32);
             }
