@@ -11,13 +11,16 @@
 //!   RSTs in first fragments);
 //! * [`routed`]: client, router, server and attacker, IPv4 and IPv6;
 //! * [`legacy`]: a smoltcp peer on a TAP device (accepts any in-window RST);
-//! * [`tunnel`]: two namespaces joined by tun devices (no link-layer header).
+//! * [`tunnel`]: two namespaces joined by tun devices (no link-layer header);
+//! * [`resets`]: `rstguard resets --follow`, to wait for and read the RSTs
+//!   a daemon records.
 
 pub mod attack;
 pub mod daemon;
 pub mod fragments;
 pub mod legacy;
 pub mod netns;
+pub mod resets;
 pub mod routed;
 pub mod spoof;
 pub mod traffic;
