@@ -13,13 +13,16 @@
 //! * [`legacy`]: a smoltcp peer on a TAP device (accepts any in-window RST);
 //! * [`tunnel`]: two namespaces joined by tun devices (no link-layer header);
 //! * [`resets`]: `rstguard resets --follow`, to wait for and read the RSTs
-//!   a daemon records.
+//!   a daemon records;
+//! * [`nft`]: firewalls, a NAT gateway that forgets idle flows, a host
+//!   whose RSTs are kept in.
 
 pub mod attack;
 pub mod daemon;
 pub mod fragments;
 pub mod legacy;
 pub mod netns;
+pub mod nft;
 pub mod resets;
 pub mod routed;
 pub mod spoof;
