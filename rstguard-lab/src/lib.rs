@@ -15,7 +15,9 @@
 //! * [`resets`]: `rstguard resets --follow`, to wait for and read the RSTs
 //!   a daemon records;
 //! * [`nft`]: firewalls, a NAT gateway that forgets idle flows, a host
-//!   whose RSTs are kept in.
+//!   whose RSTs are kept in;
+//! * [`sockets`]: what an application sees of a reset (errno, socket
+//!   state), and a socket that vanishes without a word.
 
 pub mod attack;
 pub mod daemon;
@@ -25,6 +27,7 @@ pub mod netns;
 pub mod nft;
 pub mod resets;
 pub mod routed;
+pub mod sockets;
 pub mod spoof;
 pub mod traffic;
 pub mod tunnel;
