@@ -17,11 +17,14 @@
 //! * [`nft`]: firewalls, a NAT gateway that forgets idle flows, a host
 //!   whose RSTs are kept in;
 //! * [`sockets`]: what an application sees of a reset (errno, socket
-//!   state), and a socket that vanishes without a word.
+//!   state), and a socket that vanishes without a word;
+//! * [`injector`]: an on-path injector copying live sequence numbers from
+//!   a capture, and segments forged from a chosen distance (TTL).
 
 pub mod attack;
 pub mod daemon;
 pub mod fragments;
+pub mod injector;
 pub mod legacy;
 pub mod netns;
 pub mod nft;
