@@ -1359,3 +1359,53 @@ fn every_rst_judged_right_after_attach_is_recorded() {
     }
     assert_eq!(d.stop().0, 0, "{}", d.log());
 }
+
+/// A blind RST is blind, also after a real RST: after the server's own
+/// abort (exact, from the server's distance), an attacker's RST from
+/// another distance with a sequence number a quarter of the sequence
+/// space away (out of any window; no injector copying live numbers sends
+/// one) must be named blind. FAILS at the time of writing: it is named
+/// `injected` ("an injector's burst"), because the burst rule only asks
+/// that some exact RST from the same side came first, not that it came
+/// from another distance itself, nor that the second one is near the
+/// window. A blind attacker can so raise `rstguard_rst_causes_total
+/// {cause="injected"}` on any flow a real RST closed in the last seconds.
+#[test]
+fn a_blind_rst_after_the_peers_own_abort_is_blind() {
+    let lab = Routed::new();
+    let mut d = start_daemon(
+        &lab.client,
+        &["attach", "c0", "--policy", "enforce", "--interval", "0"],
+    );
+    let log = ResetLog::follow(&lab.client);
+    let mut named = Vec::new();
+    for (v6, port) in [(false, 7701), (true, 7702)] {
+        let what = format!("{} a blind RST after an abort", family(v6));
+        let server = SERVER.addr(v6, port);
+        let (client, abort) = abort_after_one_chunk(&lab, &log, v6, server, &what);
+        send_from(
+            &lab.attacker,
+            client.ip(),
+            vec![tcp_packet(
+                server,
+                client,
+                abort.seq.wrapping_add(1 << 30),
+                None,
+                true,
+                &[],
+                OTHER_TTL,
+            )],
+        );
+        let r = log.wait(&what, |r| r.sent(server, client) && r.number > abort.number);
+        assert_eq!(
+            (r.verdict.as_str(), r.action.as_str(), r.ttl),
+            ("out_of_window", "drop", OTHER_TTL - 1),
+            "{what}: {r:#?}"
+        );
+        named.push((what, r));
+    }
+    assert_eq!(d.stop().0, 0, "{}", d.log());
+    for (what, r) in &named {
+        assert_eq!(r.cause, "blind", "{what}: {r:#?}");
+    }
+}
