@@ -11,15 +11,27 @@
 //!   RSTs in first fragments);
 //! * [`routed`]: client, router, server and attacker, IPv4 and IPv6;
 //! * [`legacy`]: a smoltcp peer on a TAP device (accepts any in-window RST);
-//! * [`tunnel`]: two namespaces joined by tun devices (no link-layer header).
+//! * [`tunnel`]: two namespaces joined by tun devices (no link-layer header);
+//! * [`resets`]: `rstguard resets --follow`, to wait for and read the RSTs
+//!   a daemon records;
+//! * [`nft`]: firewalls, a NAT gateway that forgets idle flows, a host
+//!   whose RSTs are kept in;
+//! * [`sockets`]: what an application sees of a reset (errno, socket
+//!   state), and a socket that vanishes without a word;
+//! * [`injector`]: an on-path injector copying live sequence numbers from
+//!   a capture, and segments forged from a chosen distance (TTL).
 
 pub mod attack;
 pub mod daemon;
 pub mod fragments;
+pub mod injector;
 pub mod kernel_tcp;
 pub mod legacy;
 pub mod netns;
+pub mod nft;
+pub mod resets;
 pub mod routed;
+pub mod sockets;
 pub mod spoof;
 pub mod traffic;
 pub mod tunnel;

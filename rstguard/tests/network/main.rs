@@ -4,6 +4,7 @@
 
 mod auto;
 mod blind;
+mod causes;
 mod check;
 mod daemon;
 mod differential;
