@@ -3,7 +3,7 @@
 
 use aya::programs::{TestRun, TestRunOptions};
 use rstguard::ebpf::{LoadOptions, Loaded};
-use rstguard_common::{maps::POLICY_DEFAULT, Level, Policy};
+use rstguard_common::{layout::POLICY_DEFAULT, Level, Policy};
 
 use crate::{
     frames::{self, Net, Tcp},

@@ -66,7 +66,7 @@ pub fn udp() -> Vec<u8> {
 
 /// IPv4 address as the programs key it (IPv4-mapped IPv6).
 pub fn v4(a: [u8; 4]) -> [u8; 16] {
-    rstguard_common::flow::v4_mapped(a)
+    rstguard_common::key::v4_mapped(a)
 }
 
 pub fn v6(last: u8) -> [u8; 16] {

@@ -4,10 +4,10 @@
 
 use rstguard::{ebpf::Loaded, maps::FlowTable};
 use rstguard_common::{
-    flow::{v4_mapped, Endpoints},
-    tcp::{Segment, ACK, SYN},
-    track::{self, Origin, Step},
-    Flow, FlowKey,
+    key::v4_mapped,
+    parse::{Segment, ACK, SYN},
+    state::track::{self, Origin, Step},
+    Endpoints, Flow, FlowKey,
 };
 
 use crate::{

@@ -14,7 +14,7 @@ use rstguard::{
     ebpf::{LoadOptions, Loaded},
     socket::prepare,
 };
-use rstguard_common::{maps::POLICY_DEFAULT, socket::Source, Level, Policy};
+use rstguard_common::{judge::socket::Source, layout::POLICY_DEFAULT, Level, Policy};
 use rstguard_lab::kernel_tcp;
 
 use crate::{

@@ -1,7 +1,7 @@
 //! The live policy, held in a single-entry array map that user space writes
 //! and the programs read on every RST.
 
-use crate::verdict::Action;
+use crate::judge::verdict::Action;
 
 /// How hard rstguard judges. Stored as a raw byte in [`Policy::level`].
 #[repr(u8)]

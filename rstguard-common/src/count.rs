@@ -4,9 +4,9 @@
 //! wrapping arithmetic.
 
 use crate::{
-    cause::{Cause, Direction},
-    track::Ignore,
-    verdict::{Action, Verdict},
+    judge::cause::{Cause, Direction},
+    judge::verdict::{Action, Verdict},
+    state::track::Ignore,
 };
 
 /// Counters that are not RST verdicts. RST verdicts follow them, two slots

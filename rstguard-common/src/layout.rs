@@ -10,10 +10,10 @@ pub const EVENT_BUDGET: &str = "EVENT_BUDGET";
 /// How often the daemon refills [`EVENT_BUDGET`].
 pub const EVENT_REFILL_MS: u64 = 100;
 
-/// Single-entry array of [`crate::DaemonState`], written by the daemon.
-pub const STATE: &str = "STATE";
+/// Single-entry array of [`crate::DaemonStatus`], written by the daemon.
+pub const STATUS: &str = "STATUS";
 
-/// Array of the latest [`crate::state::ResetRecord`]s, written by the
+/// Array of the latest [`crate::ResetRecord`]s, written by the
 /// daemon from the events (`rstguard resets`): a ring of
 /// [`RESETS_KEPT`] records, record `n` at index `n % RESETS_KEPT`.
 pub const RESETS: &str = "RESETS";
@@ -30,7 +30,7 @@ pub const PINNED: [&str; 10] = [
     SLOT_IFACES,
     TRUSTED,
     EVENTS,
-    STATE,
+    STATUS,
     RESETS,
 ];
 
@@ -69,7 +69,7 @@ pub const SLOT_IFACES: &str = "SLOT_IFACES";
 /// cannot be attached.
 pub const IFINDEX_LIMIT: u32 = 1 << 16;
 /// Slots: 0 (default, and anything unattached) and one per interface.
-pub const SLOTS: u32 = crate::state::MAX_IFACES as u32 + 1;
+pub const SLOTS: u32 = crate::status::MAX_IFACES as u32 + 1;
 /// LPM trie of trusted source prefixes: [`TrustKey`] -> u8.
 pub const TRUSTED: &str = "TRUSTED";
 

@@ -6,35 +6,46 @@
 //! compile-time size check. Enums that index maps (`Counter`, `Verdict`) are
 //! defined once here so that user space cannot drift from the kernel.
 //!
-//! The tracking ([`track`]) and judgement ([`judge`]) modules are plain
-//! arithmetic on those types: the eBPF program calls them on every packet,
-//! and host tests, property tests and fuzzers call the very same code.
+//! The modules follow a packet: [`parse`] (the TCP segment and its
+//! options), [`key`] (the flow it belongs to), [`state`] (what the flow
+//! has taught, and [`state::track`]: how a segment updates it), [`judge`]
+//! (a RST's verdict and likely cause), [`count`] (the counters), [`act`]
+//! (the policy that turns a verdict into an action). Then what crosses to
+//! user space: [`event`] (one RST), [`status`] (the daemon's own), and
+//! [`layout`] (the names and sizes of the maps). [`clock`], [`seq`] and
+//! [`siphash`] are arithmetic the others share.
+//!
+//! The tracking and judgement are plain arithmetic on those types: the
+//! eBPF program calls them on every packet, and host tests, property tests
+//! and fuzzers call the very same code.
 #![no_std]
 
 #[cfg(test)]
 extern crate std;
 
-pub mod cause;
+pub mod act;
 pub mod clock;
-pub mod counter;
-pub mod flow;
+pub mod count;
+pub mod event;
 pub mod judge;
-pub mod maps;
-pub mod policy;
+pub mod key;
+pub mod layout;
+pub mod parse;
 pub mod seq;
 pub mod siphash;
-pub mod socket;
 pub mod state;
-pub mod tcp;
-pub mod track;
-pub mod verdict;
+pub mod status;
 
 #[cfg(feature = "user")]
 mod user;
 
-pub use cause::{Cause, Direction};
-pub use counter::{Counter, Counters};
-pub use flow::{Endpoints, Flow, FlowHalf, FlowKey, FlowState};
-pub use policy::{Level, Policy};
-pub use state::{DaemonState, RstEvent};
-pub use verdict::{Action, Verdict};
+pub use act::{Level, Policy};
+pub use count::{Counter, Counters};
+pub use event::{ResetRecord, RstEvent};
+pub use judge::{
+    cause::{Cause, Direction},
+    verdict::{Action, Verdict},
+};
+pub use key::{Endpoints, FlowKey};
+pub use state::{Flow, FlowHalf, FlowState};
+pub use status::DaemonStatus;

@@ -24,7 +24,7 @@ pub struct Segment {
     /// TCP flags byte (`FIN`, `SYN`, `RST`, `PSH`, `ACK`, ...).
     pub flags: u8,
     /// Window scale option, clamped to [`MAX_WSCALE`], or
-    /// [`crate::flow::WSCALE_NONE`] when the segment has none.
+    /// [`crate::state::WSCALE_NONE`] when the segment has none.
     pub wscale: u8,
     /// IPv4 TTL or IPv6 hop limit.
     pub ttl: u8,
@@ -168,7 +168,7 @@ pub fn parse_options<B: OptionBytes + ?Sized>(opts: &B, len: usize, seg: &mut Se
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::flow::WSCALE_NONE;
+    use crate::state::WSCALE_NONE;
 
     fn parse(opts: &[u8]) -> (bool, Segment) {
         let mut seg = Segment {

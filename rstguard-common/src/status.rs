@@ -1,28 +1,28 @@
 //! What the daemon publishes for other processes (`rstguard status`), in a
-//! pinned single-entry array map, and the events the XDP program sends it.
+//! pinned single-entry array map ([`DaemonStatus`]).
 
 use crate::{
-    cause::{Cause, Direction},
-    flow::Endpoints,
+    judge::cause::{Cause, Direction},
+    key::Endpoints,
 };
 
 /// Version of everything pinned: maps live under `<pin dir>/schema-N/`, so
 /// a binary with another layout never reuses them.
-pub const SCHEMA: u32 = 4;
+pub const SCHEMA: u32 = 5;
 
 /// Interfaces one daemon can attach to.
 pub const MAX_IFACES: usize = 16;
 /// Most attacked flows and ports kept for `status`.
 pub const TOP_N: usize = 8;
 
-/// `IfaceState::xdp_mode`.
+/// `IfaceStatus::xdp_mode`.
 pub const XDP_MODE_NATIVE: u8 = 1;
 pub const XDP_MODE_SKB: u8 = 2;
-/// `IfaceState::link`: frames start with an Ethernet header, or with the
+/// `IfaceStatus::link`: frames start with an Ethernet header, or with the
 /// IP header (no link-layer header).
 pub const LINK_ETHERNET: u8 = 0;
 pub const LINK_IP: u8 = 1;
-/// `IfaceState::tc_hook`.
+/// `IfaceStatus::tc_hook`.
 pub const TC_HOOK_TCX: u8 = 1;
 pub const TC_HOOK_CLSACT: u8 = 2;
 /// No egress program: socket mode (`--state socket`) needs none.
@@ -31,7 +31,7 @@ pub const TC_HOOK_NONE: u8 = 3;
 /// One attached interface.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct IfaceState {
+pub struct IfaceStatus {
     pub ifindex: u32,
     /// Kernel ids of the XDP and TCX links (0: attached without a link).
     pub xdp_link_id: u32,
@@ -58,7 +58,7 @@ pub struct IfaceState {
     pub last_change_unix: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<IfaceState>() == 56);
+const _: () = assert!(core::mem::size_of::<IfaceStatus>() == 56);
 
 /// A flow or port and how many suspicious RSTs were aimed at it.
 #[repr(C)]
@@ -84,7 +84,7 @@ const _: () = assert!(core::mem::size_of::<TopPort>() == 16);
 /// The daemon's published state.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DaemonState {
+pub struct DaemonStatus {
     pub schema: u32,
     pub pid: u32,
     pub started_unix: u64,
@@ -111,7 +111,7 @@ pub struct DaemonState {
     pub config_reloads: u64,
     /// NUL-padded version string of the daemon.
     pub version: [u8; 16],
-    pub ifaces: [IfaceState; MAX_IFACES],
+    pub ifaces: [IfaceStatus; MAX_IFACES],
     pub top_flows: [TopFlow; TOP_N],
     pub top_ports: [TopPort; TOP_N],
     /// Events seen, and events left out of the log by its rate limit.
@@ -126,11 +126,11 @@ pub struct DaemonState {
     pub recent_secs: u64,
 }
 
-const _: () = assert!(core::mem::size_of::<DaemonState>() == 1720);
+const _: () = assert!(core::mem::size_of::<DaemonStatus>() == 1720);
 
-impl Default for DaemonState {
+impl Default for DaemonStatus {
     fn default() -> Self {
-        DaemonState {
+        DaemonStatus {
             schema: SCHEMA,
             pid: 0,
             started_unix: 0,
@@ -148,7 +148,7 @@ impl Default for DaemonState {
             _pad: [0; 6],
             config_reloads: 0,
             version: [0; 16],
-            ifaces: [IfaceState::default(); MAX_IFACES],
+            ifaces: [IfaceStatus::default(); MAX_IFACES],
             top_flows: [TopFlow::default(); TOP_N],
             top_ports: [TopPort::default(); TOP_N],
             events_seen: 0,
@@ -160,70 +160,7 @@ impl Default for DaemonState {
     }
 }
 
-/// An event about a RST, sent through the ring buffer: every RST a real
-/// peer could have sent, and a sample of the suspicious ones (within the
-/// event budget), with its verdict, action and likely cause.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RstEvent {
-    pub ends: Endpoints,
-    /// Non-zero: the RST's sender is the key's `lo` endpoint.
-    pub sender_is_lo: u8,
-    /// `Verdict` and `Action` as raw values.
-    pub verdict: u8,
-    pub action: u8,
-    pub ttl: u8,
-    pub ifindex: u32,
-    pub seq: u32,
-    pub ack: u32,
-    /// What a real peer would use (the receiver's last ACK, or the
-    /// sender's next sequence number; in socket mode what the socket
-    /// expects), and the receiver's window; 0 when neither a flow nor a
-    /// socket was found (`has_flow` = 0).
-    pub expected: u32,
-    pub window: u32,
-    pub tcp_flags: u8,
-    /// 0: no state; 1: judged against a tracked flow; [`RstEvent::FROM_SOCKET`]:
-    /// against the local socket, whose TCP state is `socket_state`.
-    pub has_flow: u8,
-    /// [`crate::Cause`] and [`crate::Direction`] as raw values.
-    pub cause: u8,
-    pub direction: u8,
-    pub ts_ns: u64,
-    /// The TTL / hop limit of the sender's own segments (0: unknown).
-    pub peer_ttl: u8,
-    /// `cause::EVIDENCE_*` bits.
-    pub evidence: u8,
-    /// How long the flow had been idle, in [`crate::clock::Seen`] units.
-    pub idle: u16,
-    /// Judged against the local socket (`has_flow` =
-    /// [`RstEvent::FROM_SOCKET`]): its TCP state.
-    pub socket_state: u8,
-    pub _pad2: [u8; 3],
-}
-
-const _: () = assert!(core::mem::size_of::<RstEvent>() == 80);
-
-/// One RST as `rstguard resets` lists it: the event, numbered, with the
-/// wall-clock time the daemon gave it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ResetRecord {
-    pub event: RstEvent,
-    /// 1, 2, ...: which record this is (0: the slot was never written).
-    pub number: u64,
-    /// When the RST was seen, in ns since the Unix epoch.
-    pub unix_ns: u64,
-}
-
-const _: () = assert!(core::mem::size_of::<ResetRecord>() == 96);
-
-impl RstEvent {
-    /// `has_flow`: judged against the local socket.
-    pub const FROM_SOCKET: u8 = 2;
-}
-
-/// `IfaceState::source_why`: why the interface uses the state source it
+/// `IfaceStatus::source_why`: why the interface uses the state source it
 /// does.
 pub const SOURCE_WHY_ASKED: u8 = 0;
 /// Auto mode chose it (socket mode for this host's own addresses).

@@ -3,8 +3,8 @@
 use core::{fmt, str::FromStr};
 
 use crate::{
-    state::ResetRecord, Action, Cause, Counters, DaemonState, Direction, Flow, FlowKey, Level,
-    Policy, RstEvent, Verdict,
+    Action, Cause, Counters, DaemonStatus, Direction, Flow, FlowKey, Level, Policy, ResetRecord,
+    RstEvent, Verdict,
 };
 
 // SAFETY: all of these are `#[repr(C)]`, `Copy`, hold only integers and byte
@@ -13,10 +13,10 @@ unsafe impl aya::Pod for Counters {}
 unsafe impl aya::Pod for Flow {}
 unsafe impl aya::Pod for FlowKey {}
 unsafe impl aya::Pod for Policy {}
-unsafe impl aya::Pod for DaemonState {}
+unsafe impl aya::Pod for DaemonStatus {}
 unsafe impl aya::Pod for RstEvent {}
 unsafe impl aya::Pod for ResetRecord {}
-unsafe impl aya::Pod for crate::socket::SockFields {}
+unsafe impl aya::Pod for crate::judge::socket::SockFields {}
 
 /// Names shown as themselves: `Display` and serde both write `name()`.
 macro_rules! by_name {

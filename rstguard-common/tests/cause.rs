@@ -4,11 +4,11 @@
 
 use proptest::prelude::*;
 use rstguard_common::{
-    cause::{self, Facts, Thresholds, EVIDENCE_DATA_UNREAD, EVIDENCE_SENDER_CLOSED},
     clock::{seen, seen_from_secs, seen_to_secs},
+    judge::cause::{self, Facts, Thresholds, EVIDENCE_DATA_UNREAD, EVIDENCE_SENDER_CLOSED},
     judge::{judge, Judgement},
-    tcp::{Segment, ACK, FIN, RST, SYN},
-    track::{self, Origin},
+    parse::{Segment, ACK, FIN, RST, SYN},
+    state::track::{self, Origin},
     Action, Cause, Flow, FlowState, Level, Policy, Verdict,
 };
 
@@ -29,7 +29,7 @@ fn seg(seq: u32, ack: u32, flags: u8, len: u32, ttl: u8) -> Segment {
         flags,
         payload_len: len,
         win: 1000,
-        wscale: rstguard_common::flow::WSCALE_NONE,
+        wscale: rstguard_common::state::WSCALE_NONE,
         ttl,
         ..Segment::default()
     }

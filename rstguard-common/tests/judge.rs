@@ -3,13 +3,13 @@
 
 use proptest::prelude::*;
 use rstguard_common::{
-    flow::{
+    judge::{action_for, classify, judge, take_token},
+    parse::{Segment, ACK, FIN, RST, SYN},
+    state::track::{self, Origin::Claim},
+    state::{
         FLOW_HI_INITIATOR, HALF_ACK, HALF_FIN, HALF_SACK, HALF_SEEN, HALF_SYN, HALF_SYN_WIN,
         WSCALE_NONE, WSCALE_UNKNOWN,
     },
-    judge::{action_for, classify, judge, take_token},
-    tcp::{Segment, ACK, FIN, RST, SYN},
-    track::{self, Origin::Claim},
     Action, Flow, FlowHalf, FlowState, Level, Policy, Verdict,
 };
 
@@ -447,10 +447,10 @@ proptest! {
     /// yields a clamped scale.
     #[test]
     fn option_parsing_never_fails_badly(bytes in proptest::collection::vec(any::<u8>(), 0..64), len in 0usize..80) {
-        let mut buf = [0u8; rstguard_common::tcp::OPTION_BUF];
+        let mut buf = [0u8; rstguard_common::parse::OPTION_BUF];
         buf[..bytes.len()].copy_from_slice(&bytes);
         let mut s = Segment { wscale: WSCALE_NONE, ..Segment::default() };
-        rstguard_common::tcp::parse_options(&buf, len, &mut s);
+        rstguard_common::parse::parse_options(&buf, len, &mut s);
         prop_assert!(s.wscale <= 14 || s.wscale == WSCALE_NONE);
     }
 }

@@ -4,9 +4,9 @@
 
 use proptest::prelude::*;
 use rstguard_common::{
+    judge::socket::{classify, judge, sequence_ok, tcp_state, Kind, Sock},
+    parse::{Segment, ACK, FIN, RST},
     seq::{after, before},
-    socket::{classify, judge, sequence_ok, tcp_state, Kind, Sock},
-    tcp::{Segment, ACK, FIN, RST},
     Action, Level, Policy, Verdict,
 };
 

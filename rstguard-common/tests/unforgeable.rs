@@ -22,11 +22,11 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use rstguard_common::{
-    flow::{FLOW_HI_INITIATOR, HALF_ACK, HALF_FIN, HALF_SACK, WSCALE_NONE},
     judge::{judge, Action},
+    parse::{Segment, ACK, FIN, RST, SYN},
     seq::{after, before},
-    tcp::{Segment, ACK, FIN, RST, SYN},
-    track::{self, Ignore, Origin, Step},
+    state::track::{self, Ignore, Origin, Step},
+    state::{FLOW_HI_INITIATOR, HALF_ACK, HALF_FIN, HALF_SACK, WSCALE_NONE},
     Flow, FlowState, Level, Policy, Verdict,
 };
 

@@ -7,13 +7,15 @@
 
 use core::mem::size_of;
 
+use aya_ebpf::{macros::map, maps::PerCpuArray};
 use rstguard_common::{
-    flow::{v4_mapped, WSCALE_NONE},
-    tcp::{parse_options, OptionBytes, Segment},
-    Counter, Endpoints, FlowKey, Verdict,
+    key::v4_mapped,
+    parse::{parse_options, OptionBytes, Segment},
+    state::WSCALE_NONE,
+    Counter, Endpoints, Flow, FlowKey, Verdict,
 };
 
-use crate::maps::flow_key_secret;
+use crate::key::flow_key;
 
 /// VLAN tags followed (802.1ad outer + 802.1Q inner, and two more).
 pub const MAX_VLAN_TAGS: usize = 4;
@@ -382,7 +384,7 @@ fn parse_tcp(c: Cursor, off: usize, l4_len: usize, out: &mut Packet) -> Result<(
         has_sack: false,
         first_fragment,
     };
-    // Options are parsed later, from a copy (see `rstguard_common::tcp::
+    // Options are parsed later, from a copy (see `rstguard_common::parse::
     // parse_options`): here only note where they are. The usual
     // NOP, NOP, timestamp layout of established segments holds nothing
     // rstguard needs, so it is skipped without a copy.
@@ -395,7 +397,7 @@ fn parse_tcp(c: Cursor, off: usize, l4_len: usize, out: &mut Packet) -> Result<(
     let sport = u16::from_be_bytes([th[0], th[1]]);
     let dport = u16::from_be_bytes([th[2], th[3]]);
     out.sender_is_lo = Endpoints::fill(&mut out.ends, out.src, sport, out.dst, dport);
-    out.key = FlowKey::of(&out.ends, out.v6, &flow_key_secret());
+    out.key = flow_key(&out.ends, out.v6);
     Ok(())
 }
 
@@ -449,4 +451,25 @@ pub fn read_options(c: Cursor, pkt: &mut Packet) {
     let base = bounded(base, MAX_OPTIONS_OFFSET);
     let opts = PacketOptions(Cursor::new(core::hint::black_box(c.start + base), c.end));
     pkt.bad_options = !parse_options(&opts, len, &mut pkt.seg);
+}
+
+/// Per-CPU working memory for one packet: the parsed segment and a new
+/// flow being built. On the 512-byte BPF stack they would crowd out
+/// everything else.
+pub struct Scratch {
+    pub pkt: Packet,
+    pub flow: Flow,
+}
+
+#[map]
+pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
+
+/// This CPU's scratch space. Each use initialises what it reads: the
+/// parser fills `pkt` before anything reads it, and a new flow is fully
+/// written before it is inserted.
+#[inline(always)]
+pub fn scratch() -> Option<&'static mut Scratch> {
+    // SAFETY: a per-CPU slot; XDP and TC programs do not preempt each other
+    // on a CPU mid-run (both run with preemption/BH disabled).
+    SCRATCH.get_ptr_mut(0).map(|p| unsafe { &mut *p })
 }

@@ -7,32 +7,31 @@
 //! and checks each load against the struct's BTF, as it would a CO-RE
 //! relocated one; a wrong offset is refused at load, never read.
 //!
-//! The judgement itself is `rstguard_common::socket`, pure code shared with
+//! The judgement itself is `rstguard_common::judge::socket`, pure code shared with
 //! the host tests.
 
 use aya_ebpf::{
     bindings::{bpf_sock, bpf_sock_tuple, BPF_F_CURRENT_NETNS},
-    helpers::{
-        bpf_ktime_get_coarse_ns,
-        generated::{
-            bpf_sk_release, bpf_skc_lookup_tcp, bpf_skc_to_tcp_request_sock, bpf_skc_to_tcp_sock,
-            bpf_skc_to_tcp_timewait_sock,
-        },
+    helpers::generated::{
+        bpf_sk_release, bpf_skc_lookup_tcp, bpf_skc_to_tcp_request_sock, bpf_skc_to_tcp_sock,
+        bpf_skc_to_tcp_timewait_sock,
     },
     macros::map,
     maps::HashMap,
     programs::XdpContext,
 };
 use rstguard_common::{
-    counter::{cause_slot, rst_slot},
-    judge::{Action, Verdict},
-    policy::POLICY_HAS_TRUSTED,
-    socket::{self, tcp_state, ByteField, Kind, Sock, SockFields, Source, LOCAL_ADDRS_MAX},
-    Cause, Counter, Counters, Direction, Policy, RstEvent,
+    act::POLICY_HAS_TRUSTED,
+    count::{cause_slot, rst_slot},
+    judge::socket::{self, tcp_state, ByteField, Kind, Sock, SockFields, Source, LOCAL_ADDRS_MAX},
+    judge::{cause::Facts, Action, Judgement, Verdict},
+    Counter, Counters, Direction, Policy, RstEvent,
 };
 
 use crate::{
-    maps::{bump, bump_slot, is_trusted, policy, take_event, EVENTS, IFACE_SLOTS},
+    act::{policy, report, sampled, take_event, Against},
+    count::{bump, bump_slot, IFACE_SLOTS},
+    judge::is_trusted,
     parse::Packet,
 };
 
@@ -286,68 +285,24 @@ pub fn judge_rst(
     // (within the event budget), suspicious ones as sampled.
     let legitimate = matches!(verdict, Verdict::Exact | Verdict::Trusted);
     if (legitimate || sampled(c, policy.event_sample)) && take_event() {
-        report(pkt, sock.as_ref(), ifindex, verdict, action, cause, c);
+        let j = Judgement {
+            verdict,
+            action,
+            cause,
+            // A socket keeps no TTL history, and no idle time of rstguard's.
+            facts: Facts::default(),
+        };
+        let against = match &sock {
+            Some(s) => Against {
+                expected: s.expected(),
+                window: s.window(),
+                has_flow: RstEvent::FROM_SOCKET,
+                socket_state: s.state,
+                evidence: 0,
+            },
+            None => Against::default(),
+        };
+        report(pkt, ifindex, &j, Direction::Ingress, &against, c);
     }
     action
 }
-
-/// One RST in `every` (0: never), counted on this CPU's RST counter.
-#[inline(always)]
-fn sampled(c: &Counters, every: u32) -> bool {
-    every == 1 || (every > 1 && c.get(Counter::XdpRst).is_multiple_of(u64::from(every)))
-}
-
-/// Sends an event to the daemon, with what the socket expected; counts it
-/// as lost when the ring is full.
-#[inline(always)]
-fn report(
-    pkt: &Packet,
-    sock: Option<&Sock>,
-    ifindex: u32,
-    verdict: Verdict,
-    action: Action,
-    cause: Cause,
-    c: &mut Counters,
-) {
-    let Some(mut entry) = EVENTS.reserve::<RstEvent>(0) else {
-        bump(c, Counter::EventsLost);
-        return;
-    };
-    let e = entry.as_mut_ptr();
-    let (expected, window, has_flow, state) = match sock {
-        Some(s) => (s.expected(), s.window(), RstEvent::FROM_SOCKET, s.state),
-        None => (0, 0, 0, 0),
-    };
-    // SAFETY: `e` points at reserved ring-buffer memory of RstEvent's size;
-    // every field is written before the submit.
-    unsafe {
-        (*e).ends = pkt.ends;
-        (*e).sender_is_lo = pkt.sender_is_lo as u8;
-        (*e).verdict = verdict as u8;
-        (*e).action = action as u8;
-        (*e).cause = cause as u8;
-        (*e).direction = Direction::Ingress as u8;
-        // A socket keeps no TTL history, and no idle time of rstguard's.
-        (*e).peer_ttl = 0;
-        (*e).evidence = 0;
-        (*e).idle = 0;
-        (*e).socket_state = state;
-        (*e)._pad2 = [0; 3];
-        (*e).ttl = pkt.seg.ttl;
-        (*e).ifindex = ifindex;
-        (*e).seq = pkt.seg.seq;
-        (*e).ack = pkt.seg.ack;
-        (*e).expected = expected;
-        (*e).window = window;
-        (*e).tcp_flags = pkt.seg.flags;
-        (*e).has_flow = has_flow;
-        // The time of the RST, as tracking stamps its events (rare: one
-        // helper call per report).
-        (*e).ts_ns = bpf_ktime_get_coarse_ns();
-    }
-    // No wake-up: the daemon drains the ring on a timer (see flows.rs).
-    entry.submit(BPF_RB_NO_WAKEUP);
-}
-
-/// `bpf_ringbuf_submit` flag: do not wake the consumer.
-const BPF_RB_NO_WAKEUP: u64 = 1;

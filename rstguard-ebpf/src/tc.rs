@@ -3,19 +3,20 @@
 //! are claims like any other, and were already seen at XDP when they came
 //! in through an interface of ours. Never drops anything.
 
-use aya_ebpf::programs::TcContext;
-use rstguard_common::{tcp::RST, track::Origin, Counter};
+use aya_ebpf::{bindings::tcx_action_base, programs::TcContext};
+use rstguard_common::{parse::RST, state::track::Origin, Counter};
 
 use crate::{
-    flows,
-    maps::{attached, bump, counters, iface, scratch, Iface, Scratch},
-    parse::{parse, read_options, Cursor, Skip},
-    socket,
+    count::{attached, bump, counters, iface, Iface},
+    judge,
+    parse::{parse, read_options, scratch, Cursor, Scratch, Skip},
+    socket, state,
 };
 
-/// `TC_ACT_UNSPEC` under clsact, `TCX_NEXT` under TCX: let the next program
-/// (or the default action) decide. An observer must not end the chain.
-pub const TC_NEXT: i32 = -1;
+/// `TC_ACT_UNSPEC` under clsact, `TCX_NEXT` under TCX (both -1): let the
+/// next program (or the default action) decide. An observer must not end
+/// the chain.
+pub const TC_NEXT: i32 = tcx_action_base::TCX_NEXT;
 
 /// Headers rstguard reads: Ethernet, two VLAN tags, IPv6 with some
 /// extension headers, and TCP with options.
@@ -76,17 +77,17 @@ pub fn run<const SOCKET: bool>(ctx: &TcContext) -> i32 {
     if pkt.seg.has(RST) {
         if local {
             bump(c, Counter::TcRst);
-            flows::own_rst(pkt, ifindex, c);
+            judge::own_rst(pkt, ifindex, c);
         } else {
             bump(c, Counter::TcForwardedRst);
         }
     } else if local {
         if !(SOCKET && socket::by_socket(ifindex, &pkt.src)) {
-            flows::learn(pkt, Origin::Local, flow, ifindex, slot, c);
+            state::learn(pkt, Origin::Local, flow, ifindex, slot, c);
         }
     } else if !attached(came_in) {
         // Forwarded from an interface without rstguard: not seen before.
-        flows::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
+        state::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
     }
     TC_NEXT
 }

@@ -4,13 +4,13 @@ use aya_ebpf::{
     bindings::xdp_action::{XDP_DROP, XDP_PASS},
     programs::XdpContext,
 };
-use rstguard_common::{tcp::RST, track::Origin, Action, Counter};
+use rstguard_common::{parse::RST, state::track::Origin, Action, Counter};
 
 use crate::{
-    flows,
-    maps::{bump, counters, iface, scratch, Iface, Scratch},
-    parse::{parse, read_options, Cursor, Skip},
-    socket,
+    count::{bump, counters, iface, Iface},
+    judge,
+    parse::{parse, read_options, scratch, Cursor, Scratch, Skip},
+    socket, state,
 };
 
 /// Everything we are not interested in, and everything we cannot parse,
@@ -52,7 +52,7 @@ pub fn run<const SOCKET: bool>(ctx: &XdpContext) -> u32 {
         }
         Err(Skip::Judge(verdict, counter)) => {
             bump(c, counter);
-            return match flows::judge_unparsed(verdict, slot, c) {
+            return match judge::judge_unparsed(verdict, slot, c) {
                 Action::Pass => XDP_PASS,
                 Action::Drop => XDP_DROP,
             };
@@ -69,7 +69,7 @@ pub fn run<const SOCKET: bool>(ctx: &XdpContext) -> u32 {
         let action = if by_socket {
             socket::judge_rst(ctx, pkt, ifindex, slot, c)
         } else {
-            flows::judge_rst(pkt, ifindex, slot, c)
+            judge::judge_rst(pkt, ifindex, slot, c)
         };
         return match action {
             Action::Pass => XDP_PASS,
@@ -77,7 +77,7 @@ pub fn run<const SOCKET: bool>(ctx: &XdpContext) -> u32 {
         };
     }
     if !by_socket {
-        flows::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
+        state::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
     }
     XDP_PASS
 }

@@ -13,7 +13,7 @@ use aya::programs::{
     xdp::XdpLinkId,
     LinkOrder, ProgramError, TcAttachType, XdpMode,
 };
-use rstguard_common::state::{
+use rstguard_common::status::{
     TC_HOOK_CLSACT, TC_HOOK_NONE, TC_HOOK_TCX, XDP_MODE_NATIVE, XDP_MODE_SKB,
 };
 use tracing::{info, warn};

@@ -15,7 +15,7 @@
 use std::path::Path;
 
 use btf::{Btf, FlattenedType, Type};
-use rstguard_common::socket::{ByteField, SockFields};
+use rstguard_common::judge::socket::{ByteField, SockFields};
 
 /// The kernel's BTF.
 pub const VMLINUX: &str = "/sys/kernel/btf/vmlinux";

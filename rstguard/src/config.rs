@@ -9,10 +9,10 @@ use std::{
 };
 
 use rstguard_common::{
-    maps::{DEFAULT_EMBRYONIC, DEFAULT_FLOWS},
-    policy::{
+    act::{
         DEFAULT_EVENT_SAMPLE, DEFAULT_IDLE_AFTER_SECS, DEFAULT_INEXACT_PER_SEC, DEFAULT_TTL_SLACK,
     },
+    layout::{DEFAULT_EMBRYONIC, DEFAULT_FLOWS},
     Action, Level, Policy,
 };
 use serde::Deserialize;

@@ -18,7 +18,7 @@
 //! * Counters are read with wrapping arithmetic; a counter that goes
 //!   backwards (a restarted daemon's fresh maps) counts as a reset.
 
-use rstguard_common::{track::Ignore, Action, Counter, Counters, Level, Verdict};
+use rstguard_common::{state::track::Ignore, Action, Counter, Counters, Level, Verdict};
 
 /// Auto-mode settings (per interface: floor and ceiling may differ).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -249,7 +249,7 @@ impl Controller {
 
 #[cfg(test)]
 mod tests {
-    use rstguard_common::counter::rst_slot;
+    use rstguard_common::count::rst_slot;
 
     use super::*;
 
@@ -460,10 +460,10 @@ mod tests {
     #[test]
     fn legit_rsts_are_measured_and_do_not_count_as_attack() {
         let mut counters = Counters::default();
-        counters.slots[rstguard_common::counter::rst_slot(Verdict::Exact, Action::Pass)] = 7;
-        counters.slots[rstguard_common::counter::rst_slot(Verdict::OutOfWindow, Action::Drop)] = 3;
-        counters.slots[rstguard_common::counter::rst_slot(Verdict::InWindow, Action::Pass)] = 2;
-        counters.slots[rstguard_common::counter::rst_slot(Verdict::NoFlow, Action::Pass)] = 100;
+        counters.slots[rstguard_common::count::rst_slot(Verdict::Exact, Action::Pass)] = 7;
+        counters.slots[rstguard_common::count::rst_slot(Verdict::OutOfWindow, Action::Drop)] = 3;
+        counters.slots[rstguard_common::count::rst_slot(Verdict::InWindow, Action::Pass)] = 2;
+        counters.slots[rstguard_common::count::rst_slot(Verdict::NoFlow, Action::Pass)] = 100;
         assert_eq!(
             Sample::from_counters(&counters),
             Sample {

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use rstguard_common::{
-    counter::CounterKind,
+    count::CounterKind,
     judge::{Action, Verdict},
     Counter, Counters,
 };
@@ -132,7 +132,7 @@ pub fn summary_line(device: &str, c: &Counters) -> String {
 
 #[cfg(test)]
 mod tests {
-    use rstguard_common::counter::rst_slot;
+    use rstguard_common::count::rst_slot;
 
     use super::*;
 

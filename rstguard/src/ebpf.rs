@@ -5,7 +5,7 @@ use aya::{
     programs::{SchedClassifier, Xdp},
     Ebpf, EbpfLoader,
 };
-use rstguard_common::{maps, socket::SockFields};
+use rstguard_common::{judge::socket::SockFields, layout};
 
 use crate::{error::Error, kernel, maps::Maps};
 
@@ -39,8 +39,8 @@ pub struct LoadOptions {
 impl Default for LoadOptions {
     fn default() -> Self {
         LoadOptions {
-            flows: maps::DEFAULT_FLOWS,
-            new_flows: maps::DEFAULT_EMBRYONIC,
+            flows: layout::DEFAULT_FLOWS,
+            new_flows: layout::DEFAULT_EMBRYONIC,
             sock_fields: SockFields::DISABLED,
         }
     }
@@ -88,30 +88,31 @@ impl Loaded {
         // Calls to helpers this kernel lacks become calls to older ones.
         let object = kernel::rewrite_helpers(object, &kernel::needed_rewrites())?;
         let mut ebpf = EbpfLoader::new()
-            .map_max_entries(maps::FLOWS, opts.flows)
-            .map_max_entries(maps::EMBRYONIC, opts.new_flows)
-            .override_global(maps::FLOW_KEY_SECRET, &key_secret, true)
+            .map_max_entries(layout::FLOWS, opts.flows)
+            .map_max_entries(layout::EMBRYONIC, opts.new_flows)
+            .override_global(layout::FLOW_KEY_SECRET, &key_secret, true)
             // Only objects with socket mode's code have it.
             .override_global(
-                rstguard_common::socket::SOCK_FIELDS,
+                rstguard_common::judge::socket::SOCK_FIELDS,
                 &opts.sock_fields,
                 false,
             )
             .load(object.bytes())
             .map_err(|e| Error::Load(Box::new(e)))?;
-        let xdp: &mut Xdp = program(&mut ebpf, maps::PROG_XDP)?;
-        xdp.load().map_err(|e| Error::loading(maps::PROG_XDP, e))?;
-        let tc: &mut SchedClassifier = program(&mut ebpf, maps::PROG_TC)?;
-        tc.load().map_err(|e| Error::loading(maps::PROG_TC, e))?;
+        let xdp: &mut Xdp = program(&mut ebpf, layout::PROG_XDP)?;
+        xdp.load()
+            .map_err(|e| Error::loading(layout::PROG_XDP, e))?;
+        let tc: &mut SchedClassifier = program(&mut ebpf, layout::PROG_TC)?;
+        tc.load().map_err(|e| Error::loading(layout::PROG_TC, e))?;
         let events = ebpf
-            .take_map(maps::EVENTS)
-            .ok_or(Error::MissingMap(maps::EVENTS))?;
-        let events = RingBuf::try_from(events).map_err(|e| Error::map(maps::EVENTS, e))?;
+            .take_map(layout::EVENTS)
+            .ok_or(Error::MissingMap(layout::EVENTS))?;
+        let events = RingBuf::try_from(events).map_err(|e| Error::map(layout::EVENTS, e))?;
         let budget = ebpf
-            .take_map(maps::EVENT_BUDGET)
-            .ok_or(Error::MissingMap(maps::EVENT_BUDGET))?;
+            .take_map(layout::EVENT_BUDGET)
+            .ok_or(Error::MissingMap(layout::EVENT_BUDGET))?;
         let budget =
-            PerCpuArray::try_from(budget).map_err(|e| Error::map(maps::EVENT_BUDGET, e))?;
+            PerCpuArray::try_from(budget).map_err(|e| Error::map(layout::EVENT_BUDGET, e))?;
         let maps = Maps::from_ebpf(&mut ebpf)?;
         Ok(Loaded {
             ebpf,
@@ -128,11 +129,11 @@ impl Loaded {
     }
 
     pub fn xdp(&mut self) -> Result<&mut Xdp, Error> {
-        program(&mut self.ebpf, maps::PROG_XDP)
+        program(&mut self.ebpf, layout::PROG_XDP)
     }
 
     pub fn tc(&mut self) -> Result<&mut SchedClassifier, Error> {
-        program(&mut self.ebpf, maps::PROG_TC)
+        program(&mut self.ebpf, layout::PROG_TC)
     }
 
     /// Another XDP program of the object, by name, loaded into the kernel

@@ -8,14 +8,13 @@ use std::{
 };
 
 use rstguard_common::{
-    cause::{
+    clock::seen_to_secs,
+    judge::cause::{
         EVIDENCE_AFTER_RST, EVIDENCE_DATA_AFTER, EVIDENCE_DATA_UNREAD, EVIDENCE_SENDER_CLOSED,
         EVIDENCE_SOCKET, EVIDENCE_TTL_KNOWN,
     },
-    clock::seen_to_secs,
-    state::ResetRecord,
-    tcp::{ACK, FIN, PSH, RST, SYN},
-    Action, Cause, Direction, Endpoints, RstEvent, Verdict,
+    parse::{ACK, FIN, PSH, RST, SYN},
+    Action, Cause, Direction, Endpoints, ResetRecord, RstEvent, Verdict,
 };
 use serde::Serialize;
 
@@ -259,7 +258,7 @@ pub fn evidence(e: &RstEvent) -> String {
 
 #[cfg(test)]
 mod tests {
-    use rstguard_common::flow::v4_mapped;
+    use rstguard_common::key::v4_mapped;
 
     use super::*;
 

@@ -12,11 +12,10 @@ use aya::{
     Ebpf,
 };
 use rstguard_common::{
+    act::POLICY_HAS_TRUSTED,
     clock::{units, units_to_ns},
-    maps::{self, TrustKey, POLICY_DEFAULT},
-    policy::POLICY_HAS_TRUSTED,
-    state::ResetRecord,
-    Counters, DaemonState, Flow, FlowKey, FlowState, Policy,
+    layout::{self, TrustKey, POLICY_DEFAULT},
+    Counters, DaemonStatus, Flow, FlowKey, FlowState, Policy, ResetRecord,
 };
 
 use crate::{error::Error, paths::PinDir, trust::Prefix};
@@ -52,15 +51,15 @@ impl Maps {
     /// Takes the maps out of a loaded object (the programs keep using them).
     pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Maps, Error> {
         Ok(Maps {
-            flows: take(ebpf, maps::FLOWS)?,
-            embryonic: take(ebpf, maps::EMBRYONIC)?,
-            counters: take(ebpf, maps::COUNTERS)?,
-            policy: take(ebpf, maps::POLICY)?,
-            slots: take(ebpf, maps::IFACE_SLOTS)?,
-            slot_ifaces: take(ebpf, maps::SLOT_IFACES)?,
-            trusted: take(ebpf, maps::TRUSTED)?,
-            state: take(ebpf, maps::STATE)?,
-            resets: take(ebpf, maps::RESETS)?,
+            flows: take(ebpf, layout::FLOWS)?,
+            embryonic: take(ebpf, layout::EMBRYONIC)?,
+            counters: take(ebpf, layout::COUNTERS)?,
+            policy: take(ebpf, layout::POLICY)?,
+            slots: take(ebpf, layout::IFACE_SLOTS)?,
+            slot_ifaces: take(ebpf, layout::SLOT_IFACES)?,
+            trusted: take(ebpf, layout::TRUSTED)?,
+            state: take(ebpf, layout::STATUS)?,
+            resets: take(ebpf, layout::RESETS)?,
         })
     }
 
@@ -70,30 +69,30 @@ impl Maps {
             return Err(Error::NotRunning { dir: pins.dir() });
         }
         Ok(Maps {
-            flows: open(pins, maps::FLOWS)?,
-            embryonic: open(pins, maps::EMBRYONIC)?,
-            counters: open(pins, maps::COUNTERS)?,
-            policy: open(pins, maps::POLICY)?,
-            slots: open(pins, maps::IFACE_SLOTS)?,
-            slot_ifaces: open(pins, maps::SLOT_IFACES)?,
-            trusted: open(pins, maps::TRUSTED)?,
-            state: open(pins, maps::STATE)?,
-            resets: open(pins, maps::RESETS)?,
+            flows: open(pins, layout::FLOWS)?,
+            embryonic: open(pins, layout::EMBRYONIC)?,
+            counters: open(pins, layout::COUNTERS)?,
+            policy: open(pins, layout::POLICY)?,
+            slots: open(pins, layout::IFACE_SLOTS)?,
+            slot_ifaces: open(pins, layout::SLOT_IFACES)?,
+            trusted: open(pins, layout::TRUSTED)?,
+            state: open(pins, layout::STATUS)?,
+            resets: open(pins, layout::RESETS)?,
         })
     }
 
     /// Pins every map under `pins`.
     pub fn pin(&self, pins: &PinDir) -> Result<(), Error> {
         for (name, map) in [
-            (maps::FLOWS, &self.flows),
-            (maps::EMBRYONIC, &self.embryonic),
-            (maps::COUNTERS, &self.counters),
-            (maps::POLICY, &self.policy),
-            (maps::IFACE_SLOTS, &self.slots),
-            (maps::SLOT_IFACES, &self.slot_ifaces),
-            (maps::TRUSTED, &self.trusted),
-            (maps::STATE, &self.state),
-            (maps::RESETS, &self.resets),
+            (layout::FLOWS, &self.flows),
+            (layout::EMBRYONIC, &self.embryonic),
+            (layout::COUNTERS, &self.counters),
+            (layout::POLICY, &self.policy),
+            (layout::IFACE_SLOTS, &self.slots),
+            (layout::SLOT_IFACES, &self.slot_ifaces),
+            (layout::TRUSTED, &self.trusted),
+            (layout::STATUS, &self.state),
+            (layout::RESETS, &self.resets),
         ] {
             let path = pins.map(name);
             map.pin(&path).map_err(|e| Error::Pin {
@@ -108,14 +107,14 @@ impl Maps {
 
     /// The slot of `ifindex`, if it has one.
     fn slot_of(&self, ifindex: u32) -> Result<Option<u32>, Error> {
-        if ifindex >= maps::IFINDEX_LIMIT {
+        if ifindex >= layout::IFINDEX_LIMIT {
             return Ok(None);
         }
-        let map: Array<&MapData, u32> = typed(&self.slots, maps::IFACE_SLOTS)?;
+        let map: Array<&MapData, u32> = typed(&self.slots, layout::IFACE_SLOTS)?;
         let word = map
             .get(&ifindex, 0)
-            .map_err(|e| Error::map(maps::IFACE_SLOTS, e))?;
-        let slot = word & maps::SLOT_MASK;
+            .map_err(|e| Error::map(layout::IFACE_SLOTS, e))?;
+        let slot = word & layout::SLOT_MASK;
         Ok((slot != 0).then_some(slot))
     }
 
@@ -124,39 +123,39 @@ impl Maps {
     /// its frames start at the IP header (the programs parse no link-layer
     /// header there).
     pub fn claim_slot(&mut self, ifindex: u32, l3: bool) -> Result<u32, Error> {
-        if ifindex >= maps::IFINDEX_LIMIT {
+        if ifindex >= layout::IFINDEX_LIMIT {
             return Err(Error::IfindexTooLarge(ifindex));
         }
         if let Some(slot) = self.slot_of(ifindex)? {
             return Ok(slot);
         }
-        let owners: Array<&MapData, u32> = typed(&self.slot_ifaces, maps::SLOT_IFACES)?;
-        let slot = (1..maps::SLOTS)
+        let owners: Array<&MapData, u32> = typed(&self.slot_ifaces, layout::SLOT_IFACES)?;
+        let slot = (1..layout::SLOTS)
             .find(|s| owners.get(s, 0).is_ok_and(|owner| owner == 0))
             .ok_or(Error::TooManyInterfaces)?;
         let ncpus = nr_cpus().map_err(|(_, e)| Error::Cpus(e))?;
         let zeros = PerCpuValues::try_from(vec![Counters::default(); ncpus])
             .map_err(|e| Error::Cpus(std::io::Error::other(e)))?;
         let mut counters: PerCpuArray<&mut MapData, Counters> =
-            typed_mut(&mut self.counters, maps::COUNTERS)?;
+            typed_mut(&mut self.counters, layout::COUNTERS)?;
         counters
             .set(slot, zeros, 0)
-            .map_err(|e| Error::map(maps::COUNTERS, e))?;
+            .map_err(|e| Error::map(layout::COUNTERS, e))?;
         let default = self.default_policy()?;
-        let mut policy: Array<&mut MapData, Policy> = typed_mut(&mut self.policy, maps::POLICY)?;
+        let mut policy: Array<&mut MapData, Policy> = typed_mut(&mut self.policy, layout::POLICY)?;
         policy
             .set(slot, default, 0)
-            .map_err(|e| Error::map(maps::POLICY, e))?;
+            .map_err(|e| Error::map(layout::POLICY, e))?;
         let mut owners: Array<&mut MapData, u32> =
-            typed_mut(&mut self.slot_ifaces, maps::SLOT_IFACES)?;
+            typed_mut(&mut self.slot_ifaces, layout::SLOT_IFACES)?;
         owners
             .set(slot, ifindex, 0)
-            .map_err(|e| Error::map(maps::SLOT_IFACES, e))?;
-        let mut slots: Array<&mut MapData, u32> = typed_mut(&mut self.slots, maps::IFACE_SLOTS)?;
-        let word = if l3 { slot | maps::SLOT_L3 } else { slot };
+            .map_err(|e| Error::map(layout::SLOT_IFACES, e))?;
+        let mut slots: Array<&mut MapData, u32> = typed_mut(&mut self.slots, layout::IFACE_SLOTS)?;
+        let word = if l3 { slot | layout::SLOT_L3 } else { slot };
         slots
             .set(ifindex, word, 0)
-            .map_err(|e| Error::map(maps::IFACE_SLOTS, e))?;
+            .map_err(|e| Error::map(layout::IFACE_SLOTS, e))?;
         Ok(slot)
     }
 
@@ -165,29 +164,29 @@ impl Maps {
     pub fn set_source(
         &mut self,
         ifindex: u32,
-        source: rstguard_common::socket::Source,
+        source: rstguard_common::judge::socket::Source,
     ) -> Result<(), Error> {
-        use rstguard_common::socket::SLOT_SOURCE_MASK;
-        if ifindex >= maps::IFINDEX_LIMIT {
+        use rstguard_common::judge::socket::SLOT_SOURCE_MASK;
+        if ifindex >= layout::IFINDEX_LIMIT {
             return Err(Error::IfindexTooLarge(ifindex));
         }
-        let mut slots: Array<&mut MapData, u32> = typed_mut(&mut self.slots, maps::IFACE_SLOTS)?;
+        let mut slots: Array<&mut MapData, u32> = typed_mut(&mut self.slots, layout::IFACE_SLOTS)?;
         let word = slots
             .get(&ifindex, 0)
-            .map_err(|e| Error::map(maps::IFACE_SLOTS, e))?;
+            .map_err(|e| Error::map(layout::IFACE_SLOTS, e))?;
         slots
             .set(ifindex, (word & !SLOT_SOURCE_MASK) | source.slot_bits(), 0)
-            .map_err(|e| Error::map(maps::IFACE_SLOTS, e))
+            .map_err(|e| Error::map(layout::IFACE_SLOTS, e))
     }
 
     /// (slot, ifindex) of every claimed slot.
     fn claimed(&self) -> Result<Vec<(u32, u32)>, Error> {
-        let owners: Array<&MapData, u32> = typed(&self.slot_ifaces, maps::SLOT_IFACES)?;
+        let owners: Array<&MapData, u32> = typed(&self.slot_ifaces, layout::SLOT_IFACES)?;
         let mut out = Vec::new();
-        for slot in 1..maps::SLOTS {
+        for slot in 1..layout::SLOTS {
             let owner = owners
                 .get(&slot, 0)
-                .map_err(|e| Error::map(maps::SLOT_IFACES, e))?;
+                .map_err(|e| Error::map(layout::SLOT_IFACES, e))?;
             if owner != 0 {
                 out.push((slot, owner));
             }
@@ -198,10 +197,10 @@ impl Maps {
     // ---- counters ----
 
     fn slot_counters(&self, slot: u32) -> Result<Counters, Error> {
-        let map: PerCpuArray<&MapData, Counters> = typed(&self.counters, maps::COUNTERS)?;
+        let map: PerCpuArray<&MapData, Counters> = typed(&self.counters, layout::COUNTERS)?;
         let per_cpu = map
             .get(&slot, 0)
-            .map_err(|e| Error::map(maps::COUNTERS, e))?;
+            .map_err(|e| Error::map(layout::COUNTERS, e))?;
         Ok(sum(per_cpu.iter()))
     }
 
@@ -383,8 +382,8 @@ impl Maps {
     // ---- policy ----
 
     fn slot_policy(&self, slot: u32) -> Result<Policy, Error> {
-        let map: Array<&MapData, Policy> = typed(&self.policy, maps::POLICY)?;
-        map.get(&slot, 0).map_err(|e| Error::map(maps::POLICY, e))
+        let map: Array<&MapData, Policy> = typed(&self.policy, layout::POLICY)?;
+        map.get(&slot, 0).map_err(|e| Error::map(layout::POLICY, e))
     }
 
     /// The policy of `ifindex` (`POLICY_DEFAULT`: the default one); None for
@@ -420,8 +419,9 @@ impl Maps {
         } else {
             p.flags &= !POLICY_HAS_TRUSTED;
         }
-        let mut map: Array<&mut MapData, Policy> = typed_mut(&mut self.policy, maps::POLICY)?;
-        map.set(slot, p, 0).map_err(|e| Error::map(maps::POLICY, e))
+        let mut map: Array<&mut MapData, Policy> = typed_mut(&mut self.policy, layout::POLICY)?;
+        map.set(slot, p, 0)
+            .map_err(|e| Error::map(layout::POLICY, e))
     }
 
     /// Every policy, by interface index (0: the default).
@@ -443,7 +443,7 @@ impl Maps {
     }
 
     fn has_trusted(&self) -> Result<bool, Error> {
-        let map: LpmTrie<&MapData, TrustKey, u8> = typed(&self.trusted, maps::TRUSTED)?;
+        let map: LpmTrie<&MapData, TrustKey, u8> = typed(&self.trusted, layout::TRUSTED)?;
         Ok(map.keys().next().is_some())
     }
 
@@ -451,30 +451,30 @@ impl Maps {
 
     pub fn trust(&mut self, prefix: &Prefix) -> Result<(), Error> {
         let mut map: LpmTrie<&mut MapData, TrustKey, u8> =
-            typed_mut(&mut self.trusted, maps::TRUSTED)?;
+            typed_mut(&mut self.trusted, layout::TRUSTED)?;
         map.insert(&Key::new(prefix.lpm_len(), prefix.lpm_data()), 1, 0)
-            .map_err(|e| Error::map(maps::TRUSTED, e))?;
+            .map_err(|e| Error::map(layout::TRUSTED, e))?;
         self.sync_trusted_flag()
     }
 
     /// Removes a prefix; false when it was not there.
     pub fn distrust(&mut self, prefix: &Prefix) -> Result<bool, Error> {
         let mut map: LpmTrie<&mut MapData, TrustKey, u8> =
-            typed_mut(&mut self.trusted, maps::TRUSTED)?;
+            typed_mut(&mut self.trusted, layout::TRUSTED)?;
         match map.remove(&Key::new(prefix.lpm_len(), prefix.lpm_data())) {
             Ok(()) => {}
             Err(MapError::KeyNotFound) => return Ok(false),
-            Err(e) => return Err(Error::map(maps::TRUSTED, e)),
+            Err(e) => return Err(Error::map(layout::TRUSTED, e)),
         }
         self.sync_trusted_flag()?;
         Ok(true)
     }
 
     pub fn trusted(&self) -> Result<Vec<Prefix>, Error> {
-        let map: LpmTrie<&MapData, TrustKey, u8> = typed(&self.trusted, maps::TRUSTED)?;
+        let map: LpmTrie<&MapData, TrustKey, u8> = typed(&self.trusted, layout::TRUSTED)?;
         let mut out = Vec::new();
         for key in map.keys() {
-            let key = key.map_err(|e| Error::map(maps::TRUSTED, e))?;
+            let key = key.map_err(|e| Error::map(layout::TRUSTED, e))?;
             if let Some(p) = Prefix::from_lpm(key.prefix_len(), key.data()) {
                 out.push(p);
             }
@@ -485,33 +485,36 @@ impl Maps {
 
     // ---- daemon state ----
 
-    pub fn state(&self) -> Result<DaemonState, Error> {
-        let map: Array<&MapData, DaemonState> = typed(&self.state, maps::STATE)?;
-        map.get(&0, 0).map_err(|e| Error::map(maps::STATE, e))
+    pub fn state(&self) -> Result<DaemonStatus, Error> {
+        let map: Array<&MapData, DaemonStatus> = typed(&self.state, layout::STATUS)?;
+        map.get(&0, 0).map_err(|e| Error::map(layout::STATUS, e))
     }
 
-    pub fn set_state(&mut self, state: &DaemonState) -> Result<(), Error> {
-        let mut map: Array<&mut MapData, DaemonState> = typed_mut(&mut self.state, maps::STATE)?;
-        map.set(0, state, 0).map_err(|e| Error::map(maps::STATE, e))
+    pub fn set_state(&mut self, state: &DaemonStatus) -> Result<(), Error> {
+        let mut map: Array<&mut MapData, DaemonStatus> =
+            typed_mut(&mut self.state, layout::STATUS)?;
+        map.set(0, state, 0)
+            .map_err(|e| Error::map(layout::STATUS, e))
     }
 
     // ---- recent RSTs ----
 
     /// Writes `record` in its place in the ring (by its number).
     pub fn record_reset(&mut self, record: &ResetRecord) -> Result<(), Error> {
-        let mut map: Array<&mut MapData, ResetRecord> = typed_mut(&mut self.resets, maps::RESETS)?;
-        let index = (record.number % u64::from(maps::RESETS_KEPT)) as u32;
+        let mut map: Array<&mut MapData, ResetRecord> =
+            typed_mut(&mut self.resets, layout::RESETS)?;
+        let index = (record.number % u64::from(layout::RESETS_KEPT)) as u32;
         map.set(index, record, 0)
-            .map_err(|e| Error::map(maps::RESETS, e))
+            .map_err(|e| Error::map(layout::RESETS, e))
     }
 
     /// Every record written so far that the ring still holds, oldest
     /// first.
     pub fn resets(&self) -> Result<Vec<ResetRecord>, Error> {
-        let map: Array<&MapData, ResetRecord> = typed(&self.resets, maps::RESETS)?;
+        let map: Array<&MapData, ResetRecord> = typed(&self.resets, layout::RESETS)?;
         let mut all = Vec::new();
-        for i in 0..maps::RESETS_KEPT {
-            let r = map.get(&i, 0).map_err(|e| Error::map(maps::RESETS, e))?;
+        for i in 0..layout::RESETS_KEPT {
+            let r = map.get(&i, 0).map_err(|e| Error::map(layout::RESETS, e))?;
             if r.number != 0 {
                 all.push(r);
             }
@@ -562,8 +565,8 @@ impl FlowTable {
 
     pub const fn map_name(self) -> &'static str {
         match self {
-            FlowTable::Assured => maps::FLOWS,
-            FlowTable::Embryonic => maps::EMBRYONIC,
+            FlowTable::Assured => layout::FLOWS,
+            FlowTable::Embryonic => layout::EMBRYONIC,
         }
     }
 }

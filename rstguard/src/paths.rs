@@ -1,6 +1,6 @@
 //! Every filesystem path rstguard uses, and the BPF filesystem under them.
 //!
-//! Maps are pinned under `<pin root>/schema-N/` (N = `state::SCHEMA`), so a
+//! Maps are pinned under `<pin root>/schema-N/` (N = `status::SCHEMA`), so a
 //! binary with another map layout never reuses them. The daemon holds an
 //! exclusive `flock` on that directory while it runs: a second daemon with
 //! the same pin root is refused.
@@ -16,7 +16,7 @@ use nix::{
     mount::{mount, MsFlags},
     sys::statfs::{statfs, BPF_FS_MAGIC},
 };
-use rstguard_common::{maps, state::SCHEMA};
+use rstguard_common::{layout, status::SCHEMA};
 
 use crate::error::Error;
 
@@ -90,7 +90,7 @@ impl PinDir {
 
     /// Whether a daemon (running or crashed) left pins here.
     pub fn exists(&self) -> bool {
-        self.map(maps::STATE).exists()
+        self.map(layout::STATUS).exists()
     }
 
     /// Makes sure the pin root lies on a BPF filesystem, mounting one at

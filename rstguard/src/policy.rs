@@ -1,6 +1,6 @@
 //! Describing and editing a [`Policy`] (`rstguard policy show|set`).
 
-use rstguard_common::{policy::MAX_INEXACT_PER_SEC, Action, Level, Policy};
+use rstguard_common::{act::MAX_INEXACT_PER_SEC, Action, Level, Policy};
 use serde::Serialize;
 
 /// A policy as JSON shows it.

@@ -7,9 +7,9 @@ use std::{collections::BTreeSet, fmt, net::IpAddr, path::Path};
 
 use aya::maps::{HashMap, MapData};
 use rstguard_common::{
-    flow::v4_mapped,
-    socket::{SockFields, Source, LOCAL_ADDRS, LOCAL_ADDRS_MAX},
-    state::{SOURCE_WHY_ASKED, SOURCE_WHY_AUTO, SOURCE_WHY_UNAVAILABLE},
+    judge::socket::{SockFields, Source, LOCAL_ADDRS, LOCAL_ADDRS_MAX},
+    key::v4_mapped,
+    status::{SOURCE_WHY_ASKED, SOURCE_WHY_AUTO, SOURCE_WHY_UNAVAILABLE},
 };
 use tracing::{info, warn};
 
@@ -61,7 +61,7 @@ pub enum Availability {
 }
 
 /// Where one interface's RSTs are judged from, and why
-/// (`IfaceState::source`, `source_why`).
+/// (`IfaceStatus::source`, `source_why`).
 pub fn in_force(wanted: StateArg, avail: &Availability) -> (Source, u8) {
     match (wanted, avail) {
         (StateArg::Track, _) => (Source::Track, SOURCE_WHY_ASKED),

@@ -3,7 +3,7 @@
 use std::{fmt, net::IpAddr, str::FromStr};
 
 use ipnet::IpNet;
-use rstguard_common::flow::v4_mapped;
+use rstguard_common::key::v4_mapped;
 
 use crate::error::Error;
 

@@ -10,13 +10,15 @@
 //! each cause with the evidence it rests on and how it can be wrong.
 
 use crate::{
+    act::Policy,
     clock::{seen, seen_to_secs, Clock, Seen},
-    flow::{Flow, FlowState, FLOW_RST_FROM_HI, FLOW_RST_SEEN, HALF_DATA_LAST, HALF_FIN, HALF_SEEN},
-    policy::Policy,
+    judge::verdict::Verdict,
+    parse::{Segment, ACK},
     seq::after,
-    tcp::{Segment, ACK},
-    track::acks_syn,
-    verdict::Verdict,
+    state::track::acks_syn,
+    state::{
+        Flow, FlowState, FLOW_RST_FROM_HI, FLOW_RST_SEEN, HALF_DATA_LAST, HALF_FIN, HALF_SEEN,
+    },
 };
 
 /// The likely cause of a RST. Named from the side that received it: for a

@@ -2,16 +2,20 @@
 //! endpoint R") sets out. Pure arithmetic: the XDP program and the host
 //! tests run this same code.
 
-pub use crate::verdict::{Action, Verdict};
+pub mod cause;
+pub mod socket;
+pub mod verdict;
+
 use crate::{
-    cause::{note_rst, of_rst, ttl_differs, Cause, Facts, Thresholds},
+    act::{Level, Policy},
     clock::{units, Clock, Units, UNIT_SHIFT},
-    flow::{Flow, FlowState, HALF_ACK, HALF_FIN, HALF_SACK},
-    policy::{Level, Policy},
+    judge::cause::{note_rst, of_rst, ttl_differs, Cause, Facts, Thresholds},
+    parse::{Segment, ACK},
     seq::in_range,
-    tcp::{Segment, ACK},
-    track::{acks_syn, set_state, timed},
+    state::track::{acks_syn, set_state, timed},
+    state::{Flow, FlowState, HALF_ACK, HALF_FIN, HALF_SACK},
 };
+pub use verdict::{Action, Verdict};
 
 /// Steps 3 to 7: the verdict on a RST that `S` (the `sender_is_lo` side)
 /// sent to `R`, from the flow's state alone (no budget, no policy).
@@ -164,7 +168,7 @@ impl Judgement {
 /// The whole judgement of a RST from `S` (the `sender_is_lo` side of
 /// `flow`, when there is one), and its cause. Updates the flow: the
 /// inexact budget, CLOSED when a RST that the endpoint will accept passes,
-/// and the record of that RST (see [`crate::cause`]).
+/// and the record of that RST (see [`crate::judge::cause`]).
 #[inline(always)]
 pub fn judge(
     flow: Option<&mut Flow>,

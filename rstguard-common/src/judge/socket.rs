@@ -61,11 +61,11 @@
 //! A RST can then be judged against the numbers of a moment earlier.
 
 use crate::{
-    cause::Cause,
+    act::Policy,
+    judge::cause::Cause,
     judge::{action_for, Action, Verdict},
-    policy::Policy,
+    parse::{Segment, ACK, FIN},
     seq::{after, before},
-    tcp::{Segment, ACK, FIN},
 };
 
 /// Name of the read-only global holding [`SockFields`] in the object.
@@ -133,7 +133,7 @@ pub enum Source {
 impl Source {
     pub const ALL: [Source; 3] = [Source::Auto, Source::Socket, Source::Track];
 
-    /// From the raw bits (`IFACE_SLOTS`, `IfaceState::source`); unknown
+    /// From the raw bits (`IFACE_SLOTS`, `IfaceStatus::source`); unknown
     /// values read as `Track`, today's behaviour.
     #[inline(always)]
     pub const fn from_raw(v: u32) -> Source {
@@ -489,7 +489,7 @@ pub fn classify(sock: Option<&Sock>, rst: &Segment) -> Verdict {
     }
 }
 
-/// The likely cause of a RST judged against a socket (see `crate::cause`):
+/// The likely cause of a RST judged against a socket (see `crate::judge::cause`):
 /// a socket holds no TTL history, so the distance-based causes
 /// (`middlebox`, `idle_expired`, `injected`) never come from here.
 #[inline(always)]
@@ -548,7 +548,7 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{policy::Level, tcp::RST};
+    use crate::{act::Level, parse::RST};
 
     fn rst(seq: u32) -> Segment {
         Segment {

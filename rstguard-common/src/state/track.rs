@@ -29,13 +29,13 @@
 
 use crate::{
     clock::{seen, units, Clock, Seen, Units},
-    flow::{
+    parse::{Segment, ACK, FIN, SYN},
+    seq::{after, before},
+    state::{
         Flow, FlowHalf, FlowState, FLOW_HI_INITIATOR, FLOW_PICKED_UP, FLOW_RST_SEEN,
         FLOW_STATE_SHIFT, FLOW_WOKE, HALF_ACK, HALF_DATA_LAST, HALF_FIN, HALF_LOCAL, HALF_SACK,
         HALF_SEEN, HALF_SYN, HALF_SYN_WIN, WSCALE_NONE, WSCALE_UNKNOWN,
     },
-    seq::{after, before},
-    tcp::{Segment, ACK, FIN, SYN},
 };
 
 /// How much an ACK may lag what the other side sent when its window is

@@ -22,7 +22,7 @@
 use aya_ebpf::{
     bindings::{
         xdp_action::{XDP_DROP, XDP_PASS},
-        BPF_F_CURRENT_NETNS,
+        BPF_F_CURRENT_NETNS, BPF_F_NO_COMMON_LRU,
     },
     helpers::generated::{bpf_sk_release, bpf_skc_lookup_tcp},
     macros::{classifier, map, xdp},
@@ -30,14 +30,13 @@ use aya_ebpf::{
     programs::{TcContext, XdpContext},
 };
 use rstguard_common::{
-    tcp::RST,
-    track::{self, Origin},
+    parse::RST,
+    state::track::{self, Origin},
     Flow, FlowKey,
 };
 use rstguard_ebpf::{
-    maps,
-    parse::{parse, Cursor, Packet},
-    socket, tc, xdp,
+    parse::{self, parse, Cursor, Packet},
+    socket, state, tc, xdp,
 };
 
 #[xdp]
@@ -70,7 +69,7 @@ fn parsed(ctx: &XdpContext, pkt: &mut Packet) -> bool {
 
 #[xdp]
 pub fn bench_parse(ctx: XdpContext) -> u32 {
-    let Some(scratch) = maps::scratch() else {
+    let Some(scratch) = parse::scratch() else {
         return XDP_PASS;
     };
     let ok = parsed(&ctx, &mut scratch.pkt);
@@ -84,18 +83,18 @@ pub fn bench_parse(ctx: XdpContext) -> u32 {
     reason = "the key by value would be a copy on the stack, which rstguard's own lookup does not make"
 )]
 pub fn bench_lookup(ctx: XdpContext) -> u32 {
-    let Some(scratch) = maps::scratch() else {
+    let Some(scratch) = parse::scratch() else {
         return XDP_PASS;
     };
     if parsed(&ctx, &mut scratch.pkt) {
-        core::hint::black_box(maps::FLOWS.get_ptr(&scratch.pkt.key));
+        core::hint::black_box(state::FLOWS.get_ptr(&scratch.pkt.key));
     }
     XDP_PASS
 }
 
 #[xdp]
 pub fn bench_sk_lookup(ctx: XdpContext) -> u32 {
-    let Some(scratch) = maps::scratch() else {
+    let Some(scratch) = parse::scratch() else {
         return XDP_PASS;
     };
     if parsed(&ctx, &mut scratch.pkt) {
@@ -120,7 +119,7 @@ pub fn bench_sk_lookup(ctx: XdpContext) -> u32 {
 
 #[xdp]
 pub fn bench_drop_rst(ctx: XdpContext) -> u32 {
-    let Some(scratch) = maps::scratch() else {
+    let Some(scratch) = parse::scratch() else {
         return XDP_PASS;
     };
     if parsed(&ctx, &mut scratch.pkt) && scratch.pkt.seg.has(RST) {
@@ -159,9 +158,6 @@ pub fn bench_new_flow(ctx: XdpContext) -> u32 {
 static BENCH_PER_CPU_LRU: LruHashMap<FlowKey, Flow> =
     LruHashMap::with_max_entries(1 << 20, BPF_F_NO_COMMON_LRU);
 
-/// `BPF_F_NO_COMMON_LRU`: each CPU keeps its own LRU list.
-const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
-
 /// What creating a flow costs rstguard (parse, two lookups that miss, the
 /// flow built, one insert), with the insert into a table of per-CPU lists.
 #[xdp]
@@ -171,10 +167,10 @@ const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 )]
 pub fn bench_new_flow_per_cpu(ctx: XdpContext) -> u32 {
     next_source(&ctx);
-    let Some(scratch) = maps::scratch() else {
+    let Some(scratch) = parse::scratch() else {
         return XDP_PASS;
     };
-    if parsed(&ctx, &mut scratch.pkt) && maps::find_flow(&scratch.pkt.key).is_none() {
+    if parsed(&ctx, &mut scratch.pkt) && state::find_flow(&scratch.pkt.key).is_none() {
         let pkt = &scratch.pkt;
         track::init(
             &mut scratch.flow,

@@ -10,7 +10,7 @@ use std::{thread, time::Duration};
 
 use aya::programs::{tc, TcAttachType};
 use nix::{sys::signal, unistd::Pid};
-use rstguard_common::maps::PROG_TC;
+use rstguard_common::layout::PROG_TC;
 
 use super::cstr;
 use crate::{attach::link_exists, cli::DetachArgs, maps::Maps, paths::PinDir};

@@ -1,8 +1,8 @@
 //! `rstguard flows`: tracked flows with their state.
 
 use rstguard_common::{
-    flow::{FLOW_PICKED_UP, HALF_ACK, HALF_FIN, HALF_LOCAL, HALF_SACK, WSCALE_NONE},
-    track::timed,
+    state::track::timed,
+    state::{FLOW_PICKED_UP, HALF_ACK, HALF_FIN, HALF_LOCAL, HALF_SACK, WSCALE_NONE},
     Flow, FlowKey,
 };
 use serde::Serialize;

@@ -13,10 +13,10 @@ pub mod trust;
 
 use std::ffi::CStr;
 
-use rstguard_common::DaemonState;
+use rstguard_common::DaemonStatus;
 
 /// The name of an interface: from the daemon's state, else the kernel's.
-pub fn iface_name(state: Option<&DaemonState>, ifindex: u32) -> String {
+pub fn iface_name(state: Option<&DaemonStatus>, ifindex: u32) -> String {
     if let Some(s) = state {
         if let Some(i) = s
             .ifaces

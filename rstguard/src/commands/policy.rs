@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rstguard_common::{maps::POLICY_DEFAULT, policy::POLICY_PINNED, Policy};
+use rstguard_common::{act::POLICY_PINNED, layout::POLICY_DEFAULT, Policy};
 use serde_json::json;
 
 use super::{iface_name, print_json};

@@ -4,7 +4,7 @@
 
 use std::{io::Write, thread, time::Duration};
 
-use rstguard_common::{maps::RESETS_KEPT, state::ResetRecord, DaemonState};
+use rstguard_common::{layout::RESETS_KEPT, DaemonStatus, ResetRecord};
 
 use super::{iface_name, print_json};
 use crate::{cli::ResetsArgs, explain::ResetView, maps::Maps, paths::PinDir};
@@ -55,7 +55,7 @@ pub fn run(pins: &PinDir, args: &ResetsArgs) -> anyhow::Result<()> {
     }
 }
 
-fn show(r: &ResetRecord, state: Option<&DaemonState>, json: bool) -> anyhow::Result<()> {
+fn show(r: &ResetRecord, state: Option<&DaemonStatus>, json: bool) -> anyhow::Result<()> {
     let view = ResetView::new(r, iface_name(state, r.event.ifindex));
     if json {
         print_json(&view)

@@ -53,7 +53,7 @@ fn per_second(v: Value, secs: u64) -> Value {
 fn print(
     all: &BTreeMap<u32, Counters>,
     deltas: Option<(&BTreeMap<u32, Counters>, u64)>,
-    state: Option<&rstguard_common::DaemonState>,
+    state: Option<&rstguard_common::DaemonStatus>,
     json: bool,
 ) -> anyhow::Result<()> {
     if json {

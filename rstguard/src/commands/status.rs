@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use rstguard_common::socket::Source;
+use rstguard_common::judge::socket::Source;
 use serde::Serialize;
 
 use super::{cstr, iface_name, print_json};
@@ -16,8 +16,8 @@ use crate::{
     policy::{describe, PolicyView},
 };
 use rstguard_common::{
-    policy::POLICY_PINNED, state::LINK_IP, track::Ignore, Action, Cause, Counter, DaemonState,
-    Direction, Level, Policy, Verdict,
+    act::POLICY_PINNED, state::track::Ignore, status::LINK_IP, Action, Cause, Counter,
+    DaemonStatus, Direction, Level, Policy, Verdict,
 };
 
 #[derive(Serialize)]
@@ -49,7 +49,7 @@ struct RecentCauses {
 }
 
 impl RecentCauses {
-    fn of(s: &DaemonState) -> RecentCauses {
+    fn of(s: &DaemonStatus) -> RecentCauses {
         let side = |d: Direction| {
             Cause::ALL
                 .into_iter()

@@ -72,7 +72,7 @@ impl Window {
 
 #[cfg(test)]
 mod tests {
-    use rstguard_common::counter::cause_slot;
+    use rstguard_common::count::cause_slot;
 
     use super::*;
 

@@ -12,9 +12,9 @@ use std::{
 
 use aya::maps::{MapData, PerCpuArray, PerCpuValues, RingBuf};
 use rstguard_common::{
-    maps::EVENT_REFILL_MS,
-    state::{ResetRecord, TopFlow, TopPort, TOP_N},
-    Action, Cause, Endpoints, RstEvent,
+    layout::EVENT_REFILL_MS,
+    status::{TopFlow, TopPort, TOP_N},
+    Action, Cause, Endpoints, ResetRecord, RstEvent,
 };
 use tracing::{info, warn};
 
@@ -223,7 +223,9 @@ fn log(e: &RstEvent, device: &str) {
         0 => ("nothing", None),
         RstEvent::FROM_SOCKET => (
             "socket",
-            Some(rstguard_common::socket::tcp_state::name(e.socket_state)),
+            Some(rstguard_common::judge::socket::tcp_state::name(
+                e.socket_state,
+            )),
         ),
         _ => ("flow", None),
     };
@@ -246,7 +248,7 @@ fn log(e: &RstEvent, device: &str) {
 
 #[cfg(test)]
 mod tests {
-    use rstguard_common::flow::v4_mapped;
+    use rstguard_common::key::v4_mapped;
 
     use super::*;
 

@@ -17,7 +17,7 @@ use prometheus::{
     Encoder, TextEncoder,
 };
 use rstguard_common::{
-    counter::CounterKind, socket::Source, Action, Cause, Counter as C, Direction, Verdict,
+    count::CounterKind, judge::socket::Source, Action, Cause, Counter as C, Direction, Verdict,
 };
 use tracing::{debug, warn};
 

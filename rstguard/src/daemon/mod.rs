@@ -27,10 +27,10 @@ use std::{
 
 use anyhow::Context as _;
 use rstguard_common::{
-    maps::POLICY_DEFAULT,
-    policy::POLICY_PINNED,
-    state::{IfaceState, LINK_ETHERNET, LINK_IP, MAX_IFACES},
-    DaemonState, Policy,
+    act::POLICY_PINNED,
+    layout::POLICY_DEFAULT,
+    status::{IfaceStatus, LINK_ETHERNET, LINK_IP, MAX_IFACES},
+    DaemonStatus, Policy,
 };
 use serde::Serialize;
 use tokio::signal::unix::{signal, SignalKind};
@@ -80,7 +80,7 @@ pub struct AutoIface {
 /// What the daemon's tasks share.
 pub struct Shared {
     pub maps: Maps,
-    pub state: DaemonState,
+    pub state: DaemonStatus,
     pub attached: Vec<AttachedView>,
     pub top: events::Top,
     /// One controller per interface under `--policy auto` (else empty).
@@ -348,7 +348,7 @@ fn run_claimed(
     // Socket mode learns nothing at egress: no classifier there.
     let egress_for = |name: &str| {
         !ifaces.iter().zip(&sources).any(|(i, (_, source, _))| {
-            i.name == name && *source == rstguard_common::socket::Source::Socket
+            i.name == name && *source == rstguard_common::judge::socket::Source::Socket
         })
     };
     let attachments = attach_all(
@@ -363,7 +363,7 @@ fn run_claimed(
     }
 
     let ring = loaded.events.take().zip(loaded.event_budget.take());
-    let mut state = DaemonState {
+    let mut state = DaemonStatus {
         pid: std::process::id(),
         started_unix: unix_now(),
         flow_capacity: settings.flows,
@@ -371,7 +371,7 @@ fn run_claimed(
         n_ifaces: attachments.len() as u32,
         config_ok: 1,
         auto: u8::from(settings.auto.is_some()),
-        ..DaemonState::default()
+        ..DaemonStatus::default()
     };
     copy_str(&mut state.version, env!("CARGO_PKG_VERSION"));
     for (slot, a) in state.ifaces.iter_mut().zip(&attachments) {
@@ -427,8 +427,8 @@ fn write_policy(
     Ok(())
 }
 
-fn iface_state(a: &Attachment, policy: &Policy) -> IfaceState {
-    let mut s = IfaceState {
+fn iface_state(a: &Attachment, policy: &Policy) -> IfaceStatus {
+    let mut s = IfaceStatus {
         ifindex: a.iface.index,
         xdp_link_id: a.xdp_link_id,
         tc_link_id: a.tc_link_id,
@@ -440,7 +440,7 @@ fn iface_state(a: &Attachment, policy: &Policy) -> IfaceState {
         } else {
             LINK_ETHERNET
         },
-        ..IfaceState::default()
+        ..IfaceStatus::default()
     };
     copy_str(&mut s.name, &a.iface.name);
     s
@@ -657,7 +657,7 @@ fn reload(args: &AttachArgs, settings: &mut Settings, shared: &Arc<Mutex<Shared>
 /// counters tell: flows that entered it, less those the programs removed
 /// (a new incarnation), those the sweeps removed, and those still there.
 pub fn assured_evicted<'a>(
-    state: &DaemonState,
+    state: &DaemonStatus,
     counters: impl Iterator<Item = &'a rstguard_common::Counters>,
 ) -> u64 {
     let (mut entered, mut restarted) = (0u64, 0u64);

@@ -565,7 +565,7 @@ fn under_ip_netns_exec_the_daemon_mounts_its_own_bpffs() {
         st["pin_dir"],
         format!(
             "/sys/fs/bpf/rstguard/schema-{}",
-            rstguard_common::state::SCHEMA
+            rstguard_common::status::SCHEMA
         )
     );
     assert_eq!(daemon.stop().0, 0);

@@ -24,7 +24,9 @@ use std::{
 
 use rand::Rng;
 use rstguard::{maps::Maps, paths::PinDir};
-use rstguard_common::{counter::rst_slot, socket::tcp_state, Action, Counter, Counters, Verdict};
+use rstguard_common::{
+    count::rst_slot, judge::socket::tcp_state, Action, Counter, Counters, Verdict,
+};
 use rstguard_lab::{
     kernel_tcp,
     spoof::{Forged, Spoofer},

@@ -215,7 +215,7 @@ fn in_window_rsts_are_dropped_at_strict_and_challenged_at_enforce_in_socket_mode
         }
         assert_eq!(
             rstguard_lab::kernel_tcp::state(&server).unwrap(),
-            rstguard_common::socket::tcp_state::ESTABLISHED,
+            rstguard_common::judge::socket::tcp_state::ESTABLISHED,
             "{level}: the connection did not survive"
         );
         drop((client, server, listener));

@@ -4,8 +4,8 @@
 
 use aya::maps::PerCpuValues;
 use rstguard_common::{
-    cause::{EVIDENCE_DATA_AFTER, EVIDENCE_DATA_UNREAD, EVIDENCE_TTL_KNOWN},
-    counter::cause_slot,
+    count::cause_slot,
+    judge::cause::{EVIDENCE_DATA_AFTER, EVIDENCE_DATA_UNREAD, EVIDENCE_TTL_KNOWN},
     Cause, Counters, Direction, RstEvent,
 };
 

@@ -14,10 +14,8 @@ use etherparse::{
 };
 use rstguard::ebpf::{LoadOptions, Loaded};
 use rstguard_common::{
-    counter::rst_slot,
-    flow::{v4_mapped, Endpoints, FlowKey},
-    maps::POLICY_DEFAULT,
-    Action, Counter, Counters, Flow, Level, Policy, Verdict,
+    count::rst_slot, key::v4_mapped, layout::POLICY_DEFAULT, Action, Counter, Counters, Endpoints,
+    Flow, FlowKey, Level, Policy, Verdict,
 };
 
 pub const XDP_DROP: u32 = 1;
@@ -74,7 +72,7 @@ pub fn with_socket_mode(level: Level, opts: &LoadOptions) -> Option<Harness> {
             let _fallback = Harness::with_options(
                 level,
                 &LoadOptions {
-                    sock_fields: rstguard_common::socket::SockFields::DISABLED,
+                    sock_fields: rstguard_common::judge::socket::SockFields::DISABLED,
                     ..opts.clone()
                 },
             );

@@ -14,9 +14,9 @@ mod verifier;
 
 use harness::*;
 use rstguard_common::{
-    flow::{Endpoints, FLOW_PICKED_UP, HALF_FIN, WSCALE_UNKNOWN},
-    maps::{PROG_TC, PROG_XDP},
-    Action, Counter, FlowState, Level, Verdict,
+    layout::{PROG_TC, PROG_XDP},
+    state::{FLOW_PICKED_UP, HALF_FIN, WSCALE_UNKNOWN},
+    Action, Counter, Endpoints, FlowState, Level, Verdict,
 };
 
 use Action::{Drop, Pass};

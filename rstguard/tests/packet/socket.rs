@@ -18,7 +18,7 @@ use rstguard::{
     socket::{host_addresses, prepare},
 };
 use rstguard_common::{
-    socket::{tcp_state, Source},
+    judge::socket::{tcp_state, Source},
     Action, Counter, Level, Verdict,
 };
 use rstguard_lab::{kernel_tcp, sh, spoof::Forged};

@@ -116,7 +116,7 @@ fn a_full_assured_table_evicts_the_least_recently_used_and_counts_it() {
         .count();
     assert!(tracked <= 4, "{tracked} of 6 tracked in a table of 4");
     // What the daemon reports as evicted, from the counters and the sweep.
-    let state = rstguard_common::DaemonState {
+    let state = rstguard_common::DaemonStatus {
         flow_entries: tracked as u64,
         ..Default::default()
     };

@@ -3,7 +3,7 @@
 //! one-sided flows; Fast Open; port reuse; the sweep race; router egress.
 
 use rstguard::maps::{FlowTable, SweepTtl};
-use rstguard_common::{track::Ignore, Action, Counter, FlowState, Level, Verdict};
+use rstguard_common::{state::track::Ignore, Action, Counter, FlowState, Level, Verdict};
 
 use crate::harness::*;
 

@@ -22,7 +22,7 @@ use aya::{
 };
 use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_type};
 use rstguard::{ebpf, kernel};
-use rstguard_common::maps;
+use rstguard_common::layout;
 
 /// Instructions the verifier walked for `name`, whose loaded program's
 /// info is `info`: what the kernel reports (5.16 on), and what its
@@ -58,7 +58,7 @@ pub fn walked_by_stats(name: &str) -> u64 {
     let bytes = object.bytes();
     // The maps, created by aya as for the real load.
     let ebpf = EbpfLoader::new()
-        .map_max_entries(maps::FLOWS, 1024)
+        .map_max_entries(layout::FLOWS, 1024)
         .load(bytes)
         .expect("creating the object's maps");
     let mut obj = aya_obj::Object::parse(bytes).expect("parsing the object");

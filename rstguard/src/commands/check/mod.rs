@@ -13,7 +13,7 @@ mod probe;
 
 use anyhow::bail;
 use clap::{Parser as _, ValueEnum as _};
-use rstguard_common::maps::PROG_XDP;
+use rstguard_common::layout::PROG_XDP;
 use serde::Serialize;
 
 use self::judge::{Item, Status};
