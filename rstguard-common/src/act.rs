@@ -1,7 +1,42 @@
-//! The live policy, held in a single-entry array map that user space writes
+//! Acting on a verdict: the [`Action`] taken on a packet, and the live
+//! [`Policy`] that chooses it, held in an array map that user space writes
 //! and the programs read on every RST.
 
-use crate::judge::verdict::Action;
+/// What happens to the packet.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Action {
+    Pass = 0,
+    Drop = 1,
+}
+
+impl Action {
+    /// From the raw byte stored in [`Policy`]; unknown values pass.
+    #[inline(always)]
+    pub const fn from_raw(v: u8) -> Action {
+        if v == Action::Drop as u8 {
+            Action::Drop
+        } else {
+            Action::Pass
+        }
+    }
+
+    /// Past-tense name, as in counters and metrics (`passed`, `dropped`).
+    pub const fn past(self) -> &'static str {
+        match self {
+            Action::Pass => "passed",
+            Action::Drop => "dropped",
+        }
+    }
+
+    /// Imperative name, as in the policy (`pass`, `drop`).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Action::Pass => "pass",
+            Action::Drop => "drop",
+        }
+    }
+}
 
 /// How hard rstguard judges. Stored as a raw byte in [`Policy::level`].
 #[repr(u8)]

@@ -4,8 +4,9 @@
 //! wrapping arithmetic.
 
 use crate::{
+    act::Action,
     judge::cause::{Cause, Direction},
-    judge::verdict::{Action, Verdict},
+    judge::verdict::Verdict,
     state::track::Ignore,
 };
 

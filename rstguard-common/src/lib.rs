@@ -39,12 +39,12 @@ pub mod status;
 #[cfg(feature = "user")]
 mod user;
 
-pub use act::{Level, Policy};
+pub use act::{Action, Level, Policy};
 pub use count::{Counter, Counters};
 pub use event::{ResetRecord, RstEvent};
 pub use judge::{
     cause::{Cause, Direction},
-    verdict::{Action, Verdict},
+    verdict::Verdict,
 };
 pub use key::{Endpoints, FlowKey};
 pub use state::{Flow, FlowHalf, FlowState};

@@ -22,12 +22,12 @@ use std::collections::BTreeSet;
 
 use proptest::prelude::*;
 use rstguard_common::{
-    judge::{judge, Action},
+    judge::judge,
     parse::{Segment, ACK, FIN, RST, SYN},
     seq::{after, before},
     state::track::{self, Ignore, Origin, Step},
     state::{FLOW_HI_INITIATOR, HALF_ACK, HALF_FIN, HALF_SACK, WSCALE_NONE},
-    Flow, FlowState, Level, Policy, Verdict,
+    Action, Flow, FlowState, Level, Policy, Verdict,
 };
 
 /// The clock stands still: the whole exchange happens within a second.

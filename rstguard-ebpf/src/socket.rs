@@ -24,8 +24,8 @@ use rstguard_common::{
     act::POLICY_HAS_TRUSTED,
     count::{cause_slot, rst_slot},
     judge::socket::{self, tcp_state, ByteField, Kind, Sock, SockFields, Source, LOCAL_ADDRS_MAX},
-    judge::{cause::Facts, Action, Judgement, Verdict},
-    Counter, Counters, Direction, Policy, RstEvent,
+    judge::{cause::Facts, Judgement},
+    Action, Counter, Counters, Direction, Policy, RstEvent, Verdict,
 };
 
 use crate::{

@@ -2,11 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use rstguard_common::{
-    count::CounterKind,
-    judge::{Action, Verdict},
-    Counter, Counters,
-};
+use rstguard_common::{count::CounterKind, Action, Counter, Counters, Verdict};
 use serde::Serialize;
 
 /// Passed and dropped RSTs of one verdict.

@@ -7,7 +7,7 @@ pub mod socket;
 pub mod verdict;
 
 use crate::{
-    act::{Level, Policy},
+    act::{Action, Level, Policy},
     clock::{units, Clock, Units, UNIT_SHIFT},
     judge::cause::{note_rst, of_rst, ttl_differs, Cause, Facts, Thresholds},
     parse::{Segment, ACK},
@@ -15,7 +15,7 @@ use crate::{
     state::track::{acks_syn, set_state, timed},
     state::{Flow, FlowState, HALF_ACK, HALF_FIN, HALF_SACK},
 };
-pub use verdict::{Action, Verdict};
+pub use verdict::Verdict;
 
 /// Steps 3 to 7: the verdict on a RST that `S` (the `sender_is_lo` side)
 /// sent to `R`, from the flow's state alone (no budget, no policy).

@@ -61,9 +61,9 @@
 //! A RST can then be judged against the numbers of a moment earlier.
 
 use crate::{
-    act::Policy,
+    act::{Action, Policy},
     judge::cause::Cause,
-    judge::{action_for, Action, Verdict},
+    judge::{action_for, Verdict},
     parse::{Segment, ACK, FIN},
     seq::{after, before},
 };
