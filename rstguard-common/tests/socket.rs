@@ -104,14 +104,14 @@ proptest! {
     /// Monitor drops nothing, whatever the socket and the RST.
     #[test]
     fn monitor_never_drops((s, r) in sock_and_rst()) {
-        prop_assert_eq!(judge(Some(&s), &r, false, &policy(Level::Monitor)).1, Action::Pass);
+        prop_assert_eq!(judge(Some(&s), &r, false, 0, &policy(Level::Monitor)).1, Action::Pass);
     }
 
     /// What the kernel resets on is never dropped, at any level.
     #[test]
     fn exact_and_trusted_always_pass((s, r) in sock_and_rst(), trusted in any::<bool>()) {
         for level in Level::ALL {
-            let (v, a) = judge(Some(&s), &r, trusted, &policy(level));
+            let (v, a) = judge(Some(&s), &r, trusted, 0, &policy(level));
             if matches!(v, Verdict::Exact | Verdict::Trusted) {
                 prop_assert_eq!(a, Action::Pass);
             }
@@ -180,8 +180,8 @@ proptest! {
     #[test]
     fn levels_do_what_they_say((s, r) in sock_and_rst()) {
         let v = classify(Some(&s), &r);
-        let enforce = judge(Some(&s), &r, false, &policy(Level::Enforce)).1;
-        let strict = judge(Some(&s), &r, false, &policy(Level::Strict)).1;
+        let enforce = judge(Some(&s), &r, false, 0, &policy(Level::Enforce)).1;
+        let strict = judge(Some(&s), &r, false, 0, &policy(Level::Strict)).1;
         match v {
             Verdict::OutOfWindow | Verdict::BadSynAck => {
                 prop_assert_eq!(enforce, Action::Drop);

@@ -101,8 +101,8 @@ pub fn report(
         (*e).direction = direction as u8;
         (*e).peer_ttl = j.facts.peer_ttl;
         (*e).evidence = j.facts.evidence() | against.evidence;
-        // Only a tracked flow keeps when it was last seen.
-        (*e).idle = if against.has_flow == 1 {
+        // Only a flow or a socket keeps when it was last seen.
+        (*e).idle = if against.has_flow != 0 {
             j.facts.idle(now)
         } else {
             0

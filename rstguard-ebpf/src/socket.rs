@@ -9,23 +9,35 @@
 //!
 //! The judgement itself is `rstguard_common::judge::socket`, pure code shared with
 //! the host tests.
+#![expect(
+    clippy::needless_borrows_for_generic_args,
+    reason = "passing keys and records by value would copy them onto the 512-byte BPF stack"
+)]
 
 use aya_ebpf::{
     bindings::{bpf_sock, bpf_sock_tuple, BPF_F_CURRENT_NETNS},
-    helpers::generated::{
-        bpf_sk_release, bpf_skc_lookup_tcp, bpf_skc_to_tcp_request_sock, bpf_skc_to_tcp_sock,
-        bpf_skc_to_tcp_timewait_sock,
+    helpers::{
+        bpf_jiffies64, bpf_ktime_get_coarse_ns,
+        generated::{
+            bpf_sk_release, bpf_skc_lookup_tcp, bpf_skc_to_tcp_request_sock, bpf_skc_to_tcp_sock,
+            bpf_skc_to_tcp_timewait_sock,
+        },
     },
     macros::map,
-    maps::HashMap,
+    maps::{Array, HashMap, LruHashMap},
     programs::XdpContext,
 };
 use rstguard_common::{
     act::POLICY_HAS_TRUSTED,
     count::{cause_slot, rst_slot},
-    judge::socket::{self, tcp_state, ByteField, Kind, Sock, SockFields, Source, LOCAL_ADDRS_MAX},
-    judge::{cause::Facts, Judgement},
-    Action, Counter, Counters, Direction, Policy, RstEvent, Verdict,
+    judge::cause::{Thresholds, EVIDENCE_DATA_AFTER},
+    judge::socket::{
+        self, tcp_state, ByteField, Kind, Peer, Sock, SockFields, Source, LOCAL_ADDRS_MAX,
+        PEERS_MAX, PEER_RST,
+    },
+    judge::Judgement,
+    parse::SYN,
+    Action, Cause, Counter, Counters, Direction, FlowKey, Policy, RstEvent, Verdict,
 };
 
 use crate::{
@@ -45,6 +57,24 @@ static SOCK_FIELDS: SockFields = SockFields::DISABLED;
 /// This host's own addresses (IPv4-mapped for IPv4), kept by the daemon.
 #[map]
 static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(LOCAL_ADDRS_MAX, 0);
+
+/// What socket mode keeps beside the sockets, learned only from handshake
+/// segments and from the RSTs it passes (see `rstguard_common::judge::
+/// socket::Peer`).
+#[map]
+static PEERS: LruHashMap<FlowKey, Peer> = LruHashMap::with_max_entries(PEERS_MAX, 0);
+
+/// When a RST last went on record in [`PEERS`] (coarse ns; 0: never).
+/// Segments with data are looked for in [`PEERS`] only for
+/// [`INJECTION_WATCH_NS`] after: otherwise a data segment costs one array
+/// read more than before, and no hash lookup.
+#[map]
+static RST_NOTED_AT: Array<u64> = Array::with_max_entries(1, 0);
+
+/// How long after a RST went on record the data that proves it forged is
+/// looked for: the real peer's next segment comes within its
+/// retransmission timeout, seconds at most.
+const INJECTION_WATCH_NS: u64 = 10_000_000_000;
 
 /// A field of [`SOCK_FIELDS`], read so that the compiler cannot fold it
 /// (it is 0 in the object): the verifier reads the frozen map's value.
@@ -154,10 +184,11 @@ pub fn tuple(pkt: &Packet) -> (bpf_sock_tuple, u32) {
     (tuple, size as u32)
 }
 
-/// The socket `pkt` is addressed to, as socket mode reads it; `None` when
-/// there is none (or the kernel would not hand it over).
+/// The socket `pkt` is addressed to, as socket mode reads it, and when a
+/// full socket last received an ACK (jiffies; 0 for the others); `None`
+/// when there is none (or the kernel would not hand it over).
 #[inline(always)]
-fn lookup(ctx: &XdpContext, pkt: &Packet) -> Option<Sock> {
+fn lookup(ctx: &XdpContext, pkt: &Packet) -> Option<(Sock, u32)> {
     let (mut tuple, size) = tuple(pkt);
     // SAFETY: the context pointer this program was given, a tuple of the
     // size passed; the result is released below on every path.
@@ -184,9 +215,9 @@ fn lookup(ctx: &XdpContext, pkt: &Packet) -> Option<Sock> {
 }
 
 /// Reads the socket `sk` (in TCP state `state`) through the cast its state
-/// calls for.
+/// calls for, and a full socket's `rcv_tstamp`.
 #[inline(always)]
-fn read(sk: *mut core::ffi::c_void, state: u8) -> Option<Sock> {
+fn read(sk: *mut core::ffi::c_void, state: u8) -> Option<(Sock, u32)> {
     let mut s = Sock {
         kind: Kind::Full,
         state,
@@ -200,6 +231,7 @@ fn read(sk: *mut core::ffi::c_void, state: u8) -> Option<Sock> {
         num_sacks: 0,
         sack_ends: [0; 4],
     };
+    let mut rcv_tstamp = 0;
     match state {
         tcp_state::TIME_WAIT => {
             // SAFETY: a socket the lookup returned.
@@ -252,10 +284,11 @@ fn read(sk: *mut core::ffi::c_void, state: u8) -> Option<Sock> {
                     u32_at(tp, first + 2 * stride),
                     u32_at(tp, first + 3 * stride),
                 ];
+                rcv_tstamp = u32_at(tp, field!(rcv_tstamp));
             }
         }
     }
-    Some(s)
+    Some((s, rcv_tstamp))
 }
 
 /// Judges a RST that arrived at XDP against the local socket; counts it by
@@ -272,15 +305,42 @@ pub fn judge_rst(
     let policy = policy(slot).unwrap_or(&fail_open);
     let trusted = policy.flags & POLICY_HAS_TRUSTED != 0 && is_trusted(pkt.src());
     bump(c, Counter::SocketRst);
-    let sock = if trusted || pkt.seg.first_fragment || !enabled() {
+    let found = if trusted || pkt.seg.first_fragment || !enabled() {
         None
     } else {
         lookup(ctx, pkt)
     };
-    let (verdict, action) = socket::judge(sock.as_ref(), &pkt.seg, trusted, policy);
-    let cause = socket::cause(sock.as_ref(), &pkt.seg, verdict);
+    let sock = found.map(|(s, _)| s);
+    // The peer's record, read only when there is a socket to judge against.
+    let peer_ptr = found.and_then(|_| PEERS.get_ptr_mut(&pkt.key));
+    // SAFETY: a map value, valid while this program runs.
+    let peer = peer_ptr.map(|p| unsafe { *p });
+    let peer_ttl = peer.map_or(0, |p| p.ttl);
+    let (verdict, action) = socket::judge(sock.as_ref(), &pkt.seg, trusted, peer_ttl, policy);
+    // SAFETY: a helper with no arguments and no side effects.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    let idle = match found {
+        Some((s, rcv_tstamp)) if s.kind == Kind::Full => {
+            // SAFETY: as above.
+            socket::idle_ns(unsafe { bpf_jiffies64() }, rcv_tstamp, field!(hz))
+        }
+        _ => 0,
+    };
+    let facts = socket::facts(sock.as_ref(), peer.as_ref(), &pkt.seg, idle, now);
+    let cause = socket::cause(verdict, &facts, &Thresholds::of(policy), now);
     bump_slot(c, rst_slot(verdict, action));
     bump_slot(c, cause_slot(Direction::Ingress, cause));
+    // A RST that resets a connection goes on record: data the real peer
+    // sends past it proves it forged.
+    let resets = sock.is_some_and(|s| {
+        s.kind == Kind::Full && !matches!(s.state, tcp_state::SYN_SENT | tcp_state::LISTEN)
+    });
+    if resets && (verdict == Verdict::Exact && action == Action::Pass) {
+        let mut record = peer.unwrap_or_default();
+        socket::note_rst(&mut record, &pkt.seg);
+        let _ = PEERS.insert(&pkt.key, &record, 0);
+        let _ = RST_NOTED_AT.set(0, &now, 0);
+    }
     // As in tracking: every RST a real peer could have sent is reported
     // (within the event budget), suspicious ones as sampled.
     let legitimate = matches!(verdict, Verdict::Exact | Verdict::Trusted);
@@ -289,8 +349,7 @@ pub fn judge_rst(
             verdict,
             action,
             cause,
-            // A socket keeps no TTL history, and no idle time of rstguard's.
-            facts: Facts::default(),
+            facts,
         };
         let against = match &sock {
             Some(s) => Against {
@@ -305,4 +364,66 @@ pub fn judge_rst(
         report(pkt, ifindex, &j, Direction::Ingress, &against, c);
     }
     action
+}
+
+/// What socket mode learns from a segment that is not a RST, addressed to
+/// a local socket: the peer's TTL from a handshake segment the socket
+/// vouches for (one socket lookup per SYN and SYN-ACK), and, for a while
+/// after a RST went on record, whether data proves that RST forged.
+#[inline(always)]
+pub fn learn(ctx: &XdpContext, pkt: &Packet, ifindex: u32, slot: u32, c: &mut Counters) {
+    if !enabled() {
+        return;
+    }
+    let seg = &pkt.seg;
+    if seg.has(SYN) {
+        let sock = lookup(ctx, pkt).map(|(s, _)| s);
+        if socket::teaches_ttl(sock.as_ref(), seg) {
+            let peer = Peer {
+                ttl: seg.ttl,
+                ..Peer::default()
+            };
+            let _ = PEERS.insert(&pkt.key, &peer, 0);
+        }
+        return;
+    }
+    if seg.payload_len == 0 {
+        return;
+    }
+    let noted = RST_NOTED_AT.get(0).copied().unwrap_or(0);
+    if noted == 0 {
+        return;
+    }
+    // SAFETY: a helper with no arguments and no side effects.
+    let now = unsafe { bpf_ktime_get_coarse_ns() };
+    if now.wrapping_sub(noted) > INJECTION_WATCH_NS {
+        return;
+    }
+    let Some(p) = PEERS.get_ptr_mut(&pkt.key) else {
+        return;
+    };
+    // SAFETY: a map value, valid while this program runs.
+    let peer = unsafe { &mut *p };
+    let fail_open = Policy::FAIL_OPEN;
+    let policy = policy(slot).unwrap_or(&fail_open);
+    if !socket::proves_injection(peer, seg, policy.ttl_slack) {
+        return;
+    }
+    // Counted once.
+    peer.flags &= !PEER_RST;
+    bump_slot(c, cause_slot(Direction::Ingress, Cause::Injected));
+    if take_event() {
+        let j = Judgement {
+            verdict: Verdict::Exact,
+            action: Action::Pass,
+            cause: Cause::Injected,
+            facts: socket::facts(None, Some(peer), seg, 0, now),
+        };
+        let against = Against {
+            has_flow: RstEvent::FROM_SOCKET,
+            evidence: EVIDENCE_DATA_AFTER,
+            ..Against::default()
+        };
+        report(pkt, ifindex, &j, Direction::Ingress, &against, c);
+    }
 }

@@ -76,7 +76,9 @@ pub fn run<const SOCKET: bool>(ctx: &XdpContext) -> u32 {
             Action::Drop => XDP_DROP,
         };
     }
-    if !by_socket {
+    if by_socket {
+        socket::learn(ctx, pkt, ifindex, slot, c);
+    } else {
         state::learn(pkt, Origin::Claim, flow, ifindex, slot, c);
     }
     XDP_PASS

@@ -91,6 +91,9 @@ fn sock_fields(btf: &Btf) -> Result<SockFields, BtfError> {
         req_snt_isn: u32_at("tcp_request_sock", "snt_isn")?,
         // `rsk_rcv_wnd` is a macro for this one.
         req_rcv_wnd: u32_at("tcp_request_sock", "req.req.__req_common.skc_rcv_wnd")?,
+        rcv_tstamp: u32_at("tcp_sock", "rcv_tstamp")?,
+        // Measured by the caller.
+        hz: 0,
     })
 }
 

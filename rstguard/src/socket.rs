@@ -94,8 +94,45 @@ pub fn prepare() -> Result<SockFields, String> {
     if !has(Capability::CAP_PERFMON) && !has(Capability::CAP_SYS_ADMIN) {
         return Err("socket mode needs CAP_PERFMON (or CAP_SYS_ADMIN) to read sockets".into());
     }
-    btf::sock_fields_from(Path::new(btf::VMLINUX))
-        .map_err(|e| format!("socket mode needs the kernel's BTF: {e}"))
+    let mut fields = btf::sock_fields_from(Path::new(btf::VMLINUX))
+        .map_err(|e| format!("socket mode needs the kernel's BTF: {e}"))?;
+    // Without it, socket mode names no idle_expired cause; nothing else.
+    fields.hz = kernel_hz().unwrap_or(0);
+    if fields.hz == 0 {
+        warn!(
+            "socket mode: the kernel's HZ could not be measured from /proc/timer_list; \
+             RST causes will not tell idle_expired from middlebox"
+        );
+    }
+    Ok(fields)
+}
+
+/// The kernel's HZ (jiffies per second), measured: the `jiffies:` line of
+/// /proc/timer_list read twice, 100 ms apart. Socket mode converts how
+/// long a socket idled (kept in jiffies) with it. `None` when the file
+/// cannot be read or the count fits no HZ a kernel is built with.
+pub fn kernel_hz() -> Option<u32> {
+    let jiffies = || -> Option<u64> {
+        let text = std::fs::read_to_string("/proc/timer_list").ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("jiffies: "))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    let (j0, t0) = (jiffies()?, std::time::Instant::now());
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let (j1, elapsed) = (jiffies()?, t0.elapsed());
+    nearest_hz(j1.wrapping_sub(j0), elapsed)
+}
+
+/// The HZ a kernel is built with (100, 250, 300 or 1000) that `ticks`
+/// jiffies in `elapsed` come closest to, within 10%.
+pub fn nearest_hz(ticks: u64, elapsed: std::time::Duration) -> Option<u32> {
+    let rate = ticks as f64 / elapsed.as_secs_f64();
+    [100u32, 250, 300, 1000]
+        .into_iter()
+        .find(|hz| (rate - f64::from(*hz)).abs() <= f64::from(*hz) * 0.1)
 }
 
 /// Loads the object for interfaces that want `wanted` sources: with socket
@@ -236,5 +273,18 @@ mod tests {
         );
         let v6: std::net::Ipv6Addr = "fd00::7".parse().unwrap();
         assert_eq!(key(IpAddr::V6(v6)), v6.octets());
+    }
+
+    #[test]
+    fn hz_is_the_nearest_a_kernel_is_built_with() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(nearest_hz(25, ms(100)), Some(250));
+        assert_eq!(nearest_hz(26, ms(104)), Some(250));
+        assert_eq!(nearest_hz(30, ms(100)), Some(300));
+        assert_eq!(nearest_hz(101, ms(101)), Some(1000));
+        assert_eq!(nearest_hz(10, ms(100)), Some(100));
+        // Nothing a kernel is built with: a clock that jumped, a bad read.
+        assert_eq!(nearest_hz(60, ms(100)), None);
+        assert_eq!(nearest_hz(0, ms(100)), None);
     }
 }

@@ -62,9 +62,10 @@
 
 use crate::{
     act::{Action, Policy},
-    judge::cause::Cause,
+    clock::{seen, Clock},
+    judge::cause::{of_rst, ttl_differs, Cause, Facts, Thresholds},
     judge::{action_for, Verdict},
-    parse::{Segment, ACK, FIN},
+    parse::{Segment, ACK, FIN, SYN},
     seq::{after, before},
 };
 
@@ -214,9 +215,15 @@ pub struct SockFields {
     pub req_rcv_nxt: u32,
     pub req_snt_isn: u32,
     pub req_rcv_wnd: u32,
+    /// `struct tcp_sock`: `rcv_tstamp`, when the socket last received an
+    /// ACK, in jiffies (how long the connection has idled).
+    pub rcv_tstamp: u32,
+    /// The kernel's jiffies per second (`CONFIG_HZ`), measured by user
+    /// space; 0: unknown, and no idle time is read.
+    pub hz: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<SockFields>() == 80);
+const _: () = assert!(core::mem::size_of::<SockFields>() == 88);
 
 impl SockFields {
     /// Socket mode off: what the object is built with.
@@ -253,6 +260,8 @@ impl SockFields {
         req_rcv_nxt: 0,
         req_snt_isn: 0,
         req_rcv_wnd: 0,
+        rcv_tstamp: 0,
+        hz: 0,
     };
 }
 
@@ -489,28 +498,15 @@ pub fn classify(sock: Option<&Sock>, rst: &Segment) -> Verdict {
     }
 }
 
-/// The likely cause of a RST judged against a socket (see `crate::judge::cause`):
-/// a socket holds no TTL history, so the distance-based causes
-/// (`middlebox`, `idle_expired`, `injected`) never come from here.
+/// The likely cause of a RST judged against a socket (see
+/// `crate::judge::cause`): an exact one from the facts socket mode keeps
+/// beside the socket ([`facts`]: the peer's TTL from the handshake, how
+/// long the socket idled), as tracking names it from its flow; the rest
+/// from the verdict.
 #[inline(always)]
-pub fn cause(sock: Option<&Sock>, rst: &Segment, verdict: Verdict) -> Cause {
+pub fn cause(verdict: Verdict, facts: &Facts, t: &Thresholds, now: impl Clock) -> Cause {
     match verdict {
-        Verdict::Exact => match sock {
-            Some(s) if s.kind == Kind::Full && s.state == tcp_state::SYN_SENT => Cause::Refused,
-            // The sender had sent its FIN: it closed, the host wrote on.
-            Some(s)
-                if s.kind == Kind::Full
-                    && matches!(
-                        s.state,
-                        tcp_state::CLOSE_WAIT | tcp_state::LAST_ACK | tcp_state::CLOSING
-                    )
-                    && !rst.has(ACK) =>
-            {
-                Cause::PeerClosed
-            }
-            _ if rst.has(ACK) => Cause::Abort,
-            _ => Cause::NoSocket,
-        },
+        Verdict::Exact | Verdict::TtlMismatch => of_rst(verdict, facts, t, now),
         Verdict::TimeWait => Cause::TimeWait,
         Verdict::InWindow | Verdict::OutOfWindow | Verdict::BadSynAck | Verdict::RateLimited => {
             Cause::Blind
@@ -523,6 +519,122 @@ pub fn cause(sock: Option<&Sock>, rst: &Segment, verdict: Verdict) -> Cause {
     }
 }
 
+/// What socket mode keeps of a connection beside the kernel's socket,
+/// learned only from the few segments that matter (never on the path of
+/// every packet): the peer's TTL / hop limit from its handshake segment,
+/// and the RST that passed, to tell an injected one by the data the real
+/// peer sends after it. An LRU map, [`PEERS`], keyed like the flow tables.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Peer {
+    /// The TTL / hop limit of the peer's SYN or SYN-ACK (0: unknown).
+    pub ttl: u8,
+    /// `PEER_*` bits.
+    pub flags: u8,
+    /// The TTL / hop limit of the RST on record.
+    pub rst_ttl: u8,
+    pub _pad: u8,
+    /// The sequence number of the RST on record: a peer that reset the
+    /// connection sends no data past it.
+    pub rst_seq: u32,
+}
+
+const _: () = assert!(core::mem::size_of::<Peer>() == 8);
+
+/// `Peer::flags`: a RST passed that the socket accepted (it reset the
+/// connection); `rst_ttl` and `rst_seq` hold it.
+pub const PEER_RST: u8 = 1 << 0;
+
+/// The LRU map of [`Peer`]s.
+pub const PEERS: &str = "PEERS";
+/// Its capacity: connections whose handshake was seen (an LRU: the oldest
+/// are forgotten first, and only their causes grow vaguer).
+pub const PEERS_MAX: u32 = 1 << 16;
+
+/// Whether a segment that is not a RST is one whose TTL socket mode learns
+/// as the peer's: a SYN that finds only a listener (a new connection: a
+/// SYN for a connection that exists teaches nothing, so a forged one
+/// cannot overwrite a live peer's TTL), or a SYN-ACK that acknowledges
+/// exactly what a SYN_SENT socket sent (which a blind sender cannot know).
+#[inline(always)]
+pub fn teaches_ttl(sock: Option<&Sock>, seg: &Segment) -> bool {
+    let Some(s) = sock else {
+        return false;
+    };
+    if s.kind != Kind::Full || !seg.has(SYN) {
+        return false;
+    }
+    if seg.has(ACK) {
+        s.state == tcp_state::SYN_SENT && seg.ack == s.snd_nxt
+    } else {
+        s.state == tcp_state::LISTEN
+    }
+}
+
+/// How long a socket that last received an ACK at `rcv_tstamp` (jiffies,
+/// 32 bits) has idled at `now_jiffies`, in ns; 0 when `hz` is unknown.
+#[inline(always)]
+pub fn idle_ns(now_jiffies: u64, rcv_tstamp: u32, hz: u32) -> u64 {
+    if hz == 0 {
+        return 0;
+    }
+    let ticks = (now_jiffies as u32).wrapping_sub(rcv_tstamp) as u64;
+    ticks * 1_000_000_000 / hz as u64
+}
+
+/// The facts a RST's cause rests on in socket mode, from the socket, the
+/// [`Peer`] record and how long the socket idled (`idle_ns`, at `now` ns).
+#[inline(always)]
+pub fn facts(
+    sock: Option<&Sock>,
+    peer: Option<&Peer>,
+    rst: &Segment,
+    idle_ns: u64,
+    now: u64,
+) -> Facts {
+    let full = sock.filter(|s| s.kind == Kind::Full);
+    let state = full.map_or(0, |s| s.state);
+    Facts {
+        rst_ack: rst.has(ACK),
+        rst_ttl: rst.ttl,
+        answers_syn: state == tcp_state::SYN_SENT,
+        // The sender had sent its FIN: it closed, the host wrote on.
+        sender_closed: matches!(
+            state,
+            tcp_state::CLOSE_WAIT | tcp_state::LAST_ACK | tcp_state::CLOSING
+        ),
+        peer_ttl: peer.map_or(0, |p| p.ttl),
+        last_seen: seen(now.saturating_sub(idle_ns)),
+        data_unread: false,
+        after_rst: peer.is_some_and(|p| p.flags & PEER_RST != 0),
+        first_rst_ttl: peer.map_or(0, |p| p.rst_ttl),
+        rst_on_record: false,
+    }
+}
+
+/// Records in `peer` the RST that the socket accepts (an exact one that
+/// passes): the evidence [`proves_injection`] weighs later segments
+/// against.
+#[inline(always)]
+pub fn note_rst(peer: &mut Peer, rst: &Segment) {
+    peer.flags |= PEER_RST;
+    peer.rst_ttl = rst.ttl;
+    peer.rst_seq = rst.seq;
+}
+
+/// Whether `seg`, a segment that is not a RST from the peer of `peer`,
+/// proves the RST on record forged: it carries data past that RST's
+/// sequence number (a peer that reset sends none; data it sent before the
+/// RST and that arrives late ends at or before it), from the peer's own
+/// distance when that is known.
+#[inline(always)]
+pub fn proves_injection(peer: &Peer, seg: &Segment, ttl_slack: u8) -> bool {
+    peer.flags & PEER_RST != 0
+        && seg.payload_len != 0
+        && after(seg.end_seq(), peer.rst_seq)
+        && !ttl_differs(peer.ttl, seg.ttl, ttl_slack)
+}
+
 /// The whole judgement in socket mode: trusted sources and RSTs in first
 /// fragments first, as in tracking mode, then the socket. No budget: the
 /// kernel answers in-window RSTs with challenge ACKs at its own per-socket
@@ -533,15 +645,23 @@ pub fn judge(
     sock: Option<&Sock>,
     rst: &Segment,
     trusted: bool,
+    peer_ttl: u8,
     policy: &Policy,
 ) -> (Verdict, Action) {
-    let verdict = if trusted {
+    let mut verdict = if trusted {
         Verdict::Trusted
     } else if rst.first_fragment {
         Verdict::FragmentedRst
     } else {
         classify(sock, rst)
     };
+    // `--drop-injected`: the right sequence number from the wrong distance.
+    if verdict == Verdict::Exact
+        && policy.drop_injected != 0
+        && ttl_differs(peer_ttl, rst.ttl, policy.ttl_slack)
+    {
+        verdict = Verdict::TtlMismatch;
+    }
     (verdict, action_for(verdict, policy))
 }
 
@@ -740,25 +860,25 @@ mod tests {
             ..Policy::default()
         };
         assert_eq!(
-            judge(Some(&s), &rst(1001), false, &strict),
+            judge(Some(&s), &rst(1001), false, 0, &strict),
             (Verdict::InWindow, Action::Drop)
         );
         assert_eq!(
-            judge(Some(&s), &rst(1001), false, &enforce),
+            judge(Some(&s), &rst(1001), false, 0, &enforce),
             (Verdict::InWindow, Action::Pass)
         );
         assert_eq!(
-            judge(Some(&s), &rst(5000), false, &enforce),
+            judge(Some(&s), &rst(5000), false, 0, &enforce),
             (Verdict::OutOfWindow, Action::Drop)
         );
         assert_eq!(
-            judge(Some(&s), &rst(5000), true, &strict),
+            judge(Some(&s), &rst(5000), true, 0, &strict),
             (Verdict::Trusted, Action::Pass)
         );
         let mut frag = rst(1000);
         frag.first_fragment = true;
         assert_eq!(
-            judge(Some(&s), &frag, false, &enforce),
+            judge(Some(&s), &frag, false, 0, &enforce),
             (Verdict::FragmentedRst, Action::Drop)
         );
     }
@@ -770,5 +890,195 @@ mod tests {
             assert_eq!(Source::from_slot_word(word), s);
         }
         assert_eq!(Source::from_slot_word(5), Source::Track);
+    }
+
+    const SECOND: u64 = 1_000_000_000;
+
+    fn thresholds() -> Thresholds {
+        Thresholds {
+            ttl_slack: 0,
+            idle_secs: 60,
+        }
+    }
+
+    fn ttl(mut seg: Segment, ttl: u8) -> Segment {
+        seg.ttl = ttl;
+        seg
+    }
+
+    /// The cause of `rst` against `sock`, with `peer` on record and the
+    /// socket idle for `idle` ns, at 1000 s.
+    fn cause_of(sock: &Sock, peer: Option<&Peer>, rst: &Segment, idle: u64) -> Cause {
+        let now = 1000 * SECOND;
+        let (verdict, _) = judge(
+            Some(sock),
+            rst,
+            false,
+            peer.map_or(0, |p| p.ttl),
+            &Policy::default(),
+        );
+        let facts = facts(Some(sock), peer, rst, idle, now);
+        cause(verdict, &facts, &thresholds(), now)
+    }
+
+    #[test]
+    fn exact_rsts_are_named_from_the_peers_distance_and_the_sockets_idle_time() {
+        let est = Sock::full(tcp_state::ESTABLISHED, 1000, 4096);
+        let peer = Peer {
+            ttl: 61,
+            ..Peer::default()
+        };
+        // From the peer's distance: what the socket's state says.
+        assert_eq!(
+            cause_of(&est, Some(&peer), &ttl(rst_ack(1000, 5), 61), 0),
+            Cause::Abort
+        );
+        assert_eq!(
+            cause_of(&est, Some(&peer), &ttl(rst(1000), 61), 0),
+            Cause::NoSocket
+        );
+        let closing = Sock::full(tcp_state::CLOSE_WAIT, 1000, 4096);
+        assert_eq!(
+            cause_of(&closing, Some(&peer), &ttl(rst(1000), 61), 0),
+            Cause::PeerClosed
+        );
+        // From another distance: a middlebox, or a NAT that forgot an idle
+        // flow once the socket idled past the threshold.
+        let near = ttl(rst(1000), 63);
+        assert_eq!(
+            cause_of(&est, Some(&peer), &near, 5 * SECOND),
+            Cause::Middlebox
+        );
+        assert_eq!(
+            cause_of(&est, Some(&peer), &near, 61 * SECOND),
+            Cause::IdleExpired
+        );
+        // The peer's distance unknown (no handshake seen): never another one.
+        assert_eq!(cause_of(&est, None, &near, 61 * SECOND), Cause::NoSocket);
+        // A refusal from another distance than the SYN-ACK would come from
+        // is a firewall's.
+        let mut syn_sent = Sock::full(tcp_state::SYN_SENT, 0, 0);
+        (syn_sent.snd_una, syn_sent.snd_nxt) = (99, 100);
+        assert_eq!(
+            cause_of(&syn_sent, None, &ttl(rst_ack(0, 100), 64), 0),
+            Cause::Refused
+        );
+        assert_eq!(
+            cause_of(&syn_sent, Some(&peer), &ttl(rst_ack(0, 100), 64), 0),
+            Cause::Middlebox
+        );
+        // Blind ones stay blind, whatever the distance.
+        assert_eq!(
+            cause_of(&est, Some(&peer), &ttl(rst(1500), 63), 0),
+            Cause::Blind
+        );
+    }
+
+    #[test]
+    fn drop_injected_turns_an_exact_rst_from_another_distance_into_ttl_mismatch() {
+        let est = Sock::full(tcp_state::ESTABLISHED, 1000, 4096);
+        let policy = Policy {
+            drop_injected: 1,
+            ttl_slack: 1,
+            level: Level::Enforce as u8,
+            ..Policy::default()
+        };
+        let v = |rst_ttl, peer_ttl| {
+            judge(
+                Some(&est),
+                &ttl(rst(1000), rst_ttl),
+                false,
+                peer_ttl,
+                &policy,
+            )
+        };
+        assert_eq!(v(63, 61), (Verdict::TtlMismatch, Action::Drop));
+        assert_eq!(
+            v(62, 61),
+            (Verdict::Exact, Action::Pass),
+            "within the slack"
+        );
+        assert_eq!(
+            v(63, 0),
+            (Verdict::Exact, Action::Pass),
+            "the peer's distance unknown"
+        );
+        let off = Policy {
+            level: Level::Enforce as u8,
+            ..Policy::default()
+        };
+        assert_eq!(
+            judge(Some(&est), &ttl(rst(1000), 63), false, 61, &off),
+            (Verdict::Exact, Action::Pass),
+            "off by default"
+        );
+    }
+
+    #[test]
+    fn only_handshakes_the_socket_vouches_for_teach_the_peers_ttl() {
+        let syn = Segment {
+            flags: SYN,
+            ..Segment::default()
+        };
+        let listener = Sock::full(tcp_state::LISTEN, 0, 0);
+        let est = Sock::full(tcp_state::ESTABLISHED, 1000, 4096);
+        assert!(teaches_ttl(Some(&listener), &syn));
+        // A SYN for a connection that exists (forged, or a retransmission
+        // the socket will ignore) teaches nothing; nor does one for no socket.
+        assert!(!teaches_ttl(Some(&est), &syn));
+        assert!(!teaches_ttl(None, &syn));
+        let mut syn_sent = Sock::full(tcp_state::SYN_SENT, 0, 0);
+        (syn_sent.snd_una, syn_sent.snd_nxt) = (99, 100);
+        let syn_ack = |ack| Segment {
+            flags: SYN | ACK,
+            ack,
+            ..Segment::default()
+        };
+        assert!(teaches_ttl(Some(&syn_sent), &syn_ack(100)));
+        // A blind SYN-ACK does not know the ISN.
+        assert!(!teaches_ttl(Some(&syn_sent), &syn_ack(7)));
+        assert!(!teaches_ttl(Some(&listener), &syn_ack(100)));
+        // Data teaches nothing.
+        let data = Segment {
+            flags: ACK,
+            payload_len: 10,
+            ..Segment::default()
+        };
+        assert!(!teaches_ttl(Some(&listener), &data));
+    }
+
+    #[test]
+    fn data_past_a_passed_rst_from_the_peers_distance_proves_it_injected() {
+        let mut peer = Peer {
+            ttl: 61,
+            ..Peer::default()
+        };
+        let data = |seq, len, ttl| Segment {
+            seq,
+            flags: ACK,
+            payload_len: len,
+            ttl,
+            ..Segment::default()
+        };
+        // No RST on record: nothing to prove.
+        assert!(!proves_injection(&peer, &data(1000, 100, 61), 0));
+        note_rst(&mut peer, &ttl(rst(1000), 63));
+        assert_eq!((peer.rst_seq, peer.rst_ttl), (1000, 63));
+        assert!(proves_injection(&peer, &data(1000, 100, 61), 0));
+        // Data the peer sent before its RST, arriving late, ends at it.
+        assert!(!proves_injection(&peer, &data(900, 100, 61), 0));
+        // A pure ACK carries nothing past it.
+        assert!(!proves_injection(&peer, &data(1000, 0, 61), 0));
+        // From another distance than the peer's: not the peer's data.
+        assert!(!proves_injection(&peer, &data(1000, 100, 63), 0));
+        assert!(proves_injection(&peer, &data(1000, 100, 62), 1));
+    }
+
+    #[test]
+    fn idle_time_comes_from_jiffies_at_the_kernels_hz() {
+        assert_eq!(idle_ns(1250, 1000, 250), SECOND);
+        // The socket's stamp is 32 bits; jiffies64 wraps it.
+        assert_eq!(idle_ns((1u64 << 32) + 10, u32::MAX - 239, 250), SECOND);
+        assert_eq!(idle_ns(5000, 1000, 0), 0, "HZ unknown: no idle time");
     }
 }

@@ -8,6 +8,7 @@ mod causes;
 mod evasion;
 mod harness;
 mod socket;
+mod socket_causes;
 mod table;
 mod unforgeable;
 mod verifier;

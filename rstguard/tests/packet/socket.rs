@@ -31,7 +31,11 @@ use Verdict::*;
 /// Runs `f` on a thread in a fresh network namespace, with the object
 /// loaded with socket mode and interface 1 (lo, where the test runs
 /// frames) set to `source`.
-fn in_netns(level: Level, source: Source, f: impl FnOnce(&mut Harness) + Send + 'static) {
+pub(crate) fn in_netns(
+    level: Level,
+    source: Source,
+    f: impl FnOnce(&mut Harness) + Send + 'static,
+) {
     require_root();
     thread::spawn(move || {
         kernel_tcp::private_netns();
@@ -56,14 +60,14 @@ fn in_netns(level: Level, source: Source, f: impl FnOnce(&mut Harness) + Send + 
 }
 
 /// A client and the server end of its connection, over `lo`.
-struct Conn {
-    client: TcpStream,
-    server: TcpStream,
+pub(crate) struct Conn {
+    pub(crate) client: TcpStream,
+    pub(crate) server: TcpStream,
     _listener: TcpListener,
 }
 
 impl Conn {
-    fn new(v6: bool) -> Conn {
+    pub(crate) fn new(v6: bool) -> Conn {
         let any: SocketAddr = if v6 { "[::1]:0" } else { "127.0.0.1:0" }.parse().unwrap();
         let listener = TcpListener::bind(any).expect("listening");
         let client = TcpStream::connect(listener.local_addr().unwrap()).expect("connecting");
@@ -75,16 +79,16 @@ impl Conn {
         }
     }
 
-    fn c(&self) -> SocketAddr {
+    pub(crate) fn c(&self) -> SocketAddr {
         self.client.local_addr().unwrap()
     }
 
-    fn s(&self) -> SocketAddr {
+    pub(crate) fn s(&self) -> SocketAddr {
         self.server.local_addr().unwrap()
     }
 
     /// Data both ways, all of it read.
-    fn talk(&mut self) {
+    pub(crate) fn talk(&mut self) {
         self.client.write_all(&[1u8; 1000]).unwrap();
         self.server.write_all(&[2u8; 3000]).unwrap();
         let mut buf = [0u8; 1000];
@@ -96,15 +100,15 @@ impl Conn {
 }
 
 /// Lets loopback traffic (and delayed ACKs) land.
-fn settle() {
+pub(crate) fn settle() {
     thread::sleep(Duration::from_millis(50));
 }
 
-fn pair(a: SocketAddr) -> (IpAddr, u16) {
+pub(crate) fn pair(a: SocketAddr) -> (IpAddr, u16) {
     (a.ip(), a.port())
 }
 
-fn net_of(a: SocketAddr) -> Net {
+pub(crate) fn net_of(a: SocketAddr) -> Net {
     Net {
         v6: a.is_ipv6(),
         ..Net::default()
@@ -112,7 +116,7 @@ fn net_of(a: SocketAddr) -> Net {
 }
 
 /// A RST from `from` to `to` (ACK `ack` when given), as a frame.
-fn rst(from: SocketAddr, to: SocketAddr, seq: u32, ack: Option<u32>) -> Vec<u8> {
+pub(crate) fn rst(from: SocketAddr, to: SocketAddr, seq: u32, ack: Option<u32>) -> Vec<u8> {
     let seg = Seg {
         seq,
         ack,
