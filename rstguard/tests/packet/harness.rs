@@ -161,6 +161,14 @@ impl Harness {
             .expect("BPF_PROG_TEST_RUN (tc)")
     }
 
+    /// Whether BPF_PROG_TEST_RUN takes `ingress_ifindex` in the skb context
+    /// (what [`Harness::tc_forwarded`] needs): 5.10 answers EINVAL, 6.1
+    /// takes it (the kernel began between them; the matrix proves both).
+    pub fn test_run_forwards() -> bool {
+        aya::util::KernelVersion::current().expect("the kernel version")
+            >= aya::util::KernelVersion::new(6, 1, 0)
+    }
+
     /// Runs the TC program on a frame this host forwards, which came in on
     /// interface `came_in`.
     pub fn tc_forwarded(&mut self, frame: &[u8], came_in: u32) -> u32 {

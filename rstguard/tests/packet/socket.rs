@@ -322,8 +322,16 @@ fn request_sockets_reset_only_at_rcv_nxt() {
         // nothing answers, so the request waits in SYN_RECV.
         let peer: SocketAddr = "10.9.0.2:40000".parse().unwrap();
         rstguard_lab::spoof::Spoofer::new(false).send(peer, server, &Forged::syn(7000));
-        settle();
-        let ss = sh(&["ss", "-Htn", "state", "syn-recv"]);
+        // The request appears once the SYN has been through the stack (a
+        // moment, longer under emulation).
+        let deadline = std::time::Instant::now() + rstguard_lab::patience(Duration::from_secs(2));
+        let ss = loop {
+            let ss = sh(&["ss", "-Htn", "state", "syn-recv"]);
+            if ss.contains("10.9.0.2:40000") || std::time::Instant::now() > deadline {
+                break ss;
+            }
+            settle();
+        };
         assert!(ss.contains("10.9.0.2:40000"), "no request socket: {ss}");
         let rcv_nxt = 7001;
         assert_eq!(h.judge(&rst(peer, server, rcv_nxt, None)), (Exact, Pass));

@@ -57,7 +57,7 @@ impl Taught {
     }
 
     /// A segment from the client to the server.
-    fn from_client(&self, seg: &Seg) -> Vec<u8> {
+    fn client_sends(&self, seg: &Seg) -> Vec<u8> {
         let (c, s) = (
             self.client.local_addr().unwrap(),
             self.server.local_addr().unwrap(),
@@ -131,10 +131,10 @@ fn exact_rsts_are_named_by_distance_and_idle_time_as_tracking_names_them() {
             let at = t.rcv_nxt();
             use Cause::*;
             // From the peer's own distance: the peer aborted.
-            assert_eq!(judged(h, &t.from_client(&rst(at, PEER_TTL))).2, NoSocket);
+            assert_eq!(judged(h, &t.client_sends(&rst(at, PEER_TTL))).2, NoSocket);
             // From a hop nearer: a middlebox answered for the peer.
             assert_eq!(
-                judged(h, &t.from_client(&rst(at, NEARER))),
+                judged(h, &t.client_sends(&rst(at, NEARER))),
                 (Verdict::Exact, Action::Pass, Middlebox)
             );
             // A SYN forged for the live connection, from yet another
@@ -145,17 +145,17 @@ fn exact_rsts_are_named_by_distance_and_idle_time_as_tracking_names_them() {
                 ttl: Some(40),
                 ..Seg::default()
             };
-            assert_eq!(h.xdp(&t.from_client(&forged)), XDP_PASS);
-            assert_eq!(judged(h, &t.from_client(&rst(at, PEER_TTL))).2, NoSocket);
-            assert_eq!(judged(h, &t.from_client(&rst(at, 40))).2, Middlebox);
+            assert_eq!(h.xdp(&t.client_sends(&forged)), XDP_PASS);
+            assert_eq!(judged(h, &t.client_sends(&rst(at, PEER_TTL))).2, NoSocket);
+            assert_eq!(judged(h, &t.client_sends(&rst(at, 40))).2, Middlebox);
             // The same RST once the socket idled past the threshold: a NAT
             // or load balancer that forgot the flow.
             h.set_policy(|p| p.idle_after_secs = 1);
             thread::sleep(Duration::from_millis(4500));
-            assert_eq!(judged(h, &t.from_client(&rst(at, NEARER))).2, IdleExpired);
-            assert_eq!(judged(h, &t.from_client(&rst(at, PEER_TTL))).2, NoSocket);
+            assert_eq!(judged(h, &t.client_sends(&rst(at, NEARER))).2, IdleExpired);
+            assert_eq!(judged(h, &t.client_sends(&rst(at, PEER_TTL))).2, NoSocket);
             // Blind ones stay blind.
-            assert_eq!(judged(h, &t.from_client(&rst(at + 100, NEARER))).2, Blind);
+            assert_eq!(judged(h, &t.client_sends(&rst(at + 100, NEARER))).2, Blind);
         });
     }
 }
@@ -169,16 +169,16 @@ fn drop_injected_drops_an_exact_rst_from_another_distance_in_socket_mode() {
             let at = t.rcv_nxt();
             h.set_policy(|p| p.drop_injected = 1);
             assert_eq!(
-                judged(h, &t.from_client(&rst(at, NEARER))),
+                judged(h, &t.client_sends(&rst(at, NEARER))),
                 (Verdict::TtlMismatch, Action::Drop, Cause::Middlebox)
             );
             assert_eq!(
-                judged(h, &t.from_client(&rst(at, PEER_TTL))),
+                judged(h, &t.client_sends(&rst(at, PEER_TTL))),
                 (Verdict::Exact, Action::Pass, Cause::NoSocket)
             );
             h.set_policy(|p| p.ttl_slack = 2);
             assert_eq!(
-                judged(h, &t.from_client(&rst(at, NEARER))),
+                judged(h, &t.client_sends(&rst(at, NEARER))),
                 (Verdict::Exact, Action::Pass, Cause::NoSocket),
                 "within the slack"
             );
@@ -203,24 +203,24 @@ fn data_from_the_peer_past_a_passed_rst_names_it_injected_once() {
             };
             // Before any RST: data proves nothing.
             let before = h.counters();
-            h.xdp(&t.from_client(&data(at, PEER_TTL)));
+            h.xdp(&t.client_sends(&data(at, PEER_TTL)));
             assert_eq!(causes_moved(h, &before), vec![]);
             // An injector's RST with the live numbers passes (the frame never
             // reaches the socket here: it stays as it was).
             assert_eq!(
-                judged(h, &t.from_client(&rst(at, NEARER))).2,
+                judged(h, &t.client_sends(&rst(at, NEARER))).2,
                 Cause::Middlebox
             );
             events(h);
             // Data the peer sent before, arriving late, ends at the RST:
             // nothing; from another distance than the peer's: nothing.
             let before = h.counters();
-            h.xdp(&t.from_client(&data(at.wrapping_sub(100), PEER_TTL)));
-            h.xdp(&t.from_client(&data(at, NEARER)));
+            h.xdp(&t.client_sends(&data(at.wrapping_sub(100), PEER_TTL)));
+            h.xdp(&t.client_sends(&data(at, NEARER)));
             assert_eq!(causes_moved(h, &before), vec![]);
             // The peer's next data, from its own distance: injected.
             let before = h.counters();
-            h.xdp(&t.from_client(&data(at, PEER_TTL)));
+            h.xdp(&t.client_sends(&data(at, PEER_TTL)));
             assert_eq!(causes_moved(h, &before), vec![(Cause::Injected, 1)]);
             let ev = events(h);
             assert_eq!(ev.len(), 1, "{ev:?}");
@@ -230,7 +230,7 @@ fn data_from_the_peer_past_a_passed_rst_names_it_injected_once() {
             assert_eq!(ev[0].peer_ttl, PEER_TTL);
             // Counted once.
             let before = h.counters();
-            h.xdp(&t.from_client(&data(at.wrapping_add(100), PEER_TTL)));
+            h.xdp(&t.client_sends(&data(at.wrapping_add(100), PEER_TTL)));
             assert_eq!(causes_moved(h, &before), vec![]);
         });
     }
