@@ -272,17 +272,27 @@ fn all_causes(lab: &Routed, what: &str, base_port: u16) {
     }
 }
 
-/// No RST was dropped at any of the daemon's interfaces.
-fn nothing_dropped(ns: &Netns, what: &str) {
+/// No RST was dropped at any of the daemon's interfaces that the receiving
+/// stack would have acted on. A real peer's RST can arrive ahead of the
+/// data it follows (the RST takes another queue, hence another CPU, than
+/// the socket's data: seen under emulation) or answer a stale segment:
+/// then it is outside the window, which RFC 793 and RFC 5961 stacks alike
+/// ignore, and at strict inside it, where an RFC 5961 stack only answers
+/// with a challenge ACK. Dropping those changes nothing for the
+/// connection (every cause's outcome is asserted by `all_causes`); any
+/// other drop fails.
+fn nothing_dropped(ns: &Netns, level: &str) {
     let stats = ns.cli_json(&["stats"]);
     let mut judged = 0;
     for i in stats["interfaces"].as_array().unwrap() {
         for (verdict, v) in i["counters"]["rst"].as_object().unwrap() {
-            if n(&v["dropped"]) != 0 {
+            let ignored_anyway =
+                verdict == "out_of_window" || (verdict == "in_window" && level == "strict");
+            if n(&v["dropped"]) != 0 && !ignored_anyway {
                 // What was dropped, with the numbers it was judged on.
                 let (_, resets, _) = ns.cli(&["resets", "--limit", "1024"]);
                 panic!(
-                    "{what}: a legitimate RST was dropped as {verdict} on {}; the RSTs the daemon \
+                    "{level}: a legitimate RST was dropped as {verdict} on {}; the RSTs the daemon \
                      recorded:\n{resets}",
                     i["device"]
                 );
@@ -290,7 +300,7 @@ fn nothing_dropped(ns: &Netns, what: &str) {
             judged += n(&v["passed"]);
         }
     }
-    assert!(judged > 0, "{what}: rstguard judged no RST at all");
+    assert!(judged > 0, "{level}: rstguard judged no RST at all");
 }
 
 #[test]
