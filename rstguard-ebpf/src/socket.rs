@@ -337,7 +337,7 @@ pub fn judge_rst(
     });
     if resets && (verdict == Verdict::Exact && action == Action::Pass) {
         let mut record = peer.unwrap_or_default();
-        socket::note_rst(&mut record, &pkt.seg);
+        socket::note_rst(&mut record, &pkt.seg, sock.map_or(0, |s| s.window()));
         let _ = PEERS.insert(&pkt.key, &record, 0);
         let _ = RST_NOTED_AT.set(0, &now, 0);
     }

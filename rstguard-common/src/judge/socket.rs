@@ -537,9 +537,12 @@ pub struct Peer {
     /// The sequence number of the RST on record: a peer that reset the
     /// connection sends no data past it.
     pub rst_seq: u32,
+    /// The receive window the socket offered when the RST came: data past
+    /// it is no segment the real peer could have sent.
+    pub rst_wnd: u32,
 }
 
-const _: () = assert!(core::mem::size_of::<Peer>() == 8);
+const _: () = assert!(core::mem::size_of::<Peer>() == 12);
 
 /// `Peer::flags`: a RST passed that the socket accepted (it reset the
 /// connection); `rst_ttl` and `rst_seq` hold it.
@@ -613,25 +616,29 @@ pub fn facts(
 }
 
 /// Records in `peer` the RST that the socket accepts (an exact one that
-/// passes): the evidence [`proves_injection`] weighs later segments
-/// against.
+/// passes), with the receive window the socket offered: the evidence
+/// [`proves_injection`] weighs later segments against.
 #[inline(always)]
-pub fn note_rst(peer: &mut Peer, rst: &Segment) {
+pub fn note_rst(peer: &mut Peer, rst: &Segment, window: u32) {
     peer.flags |= PEER_RST;
     peer.rst_ttl = rst.ttl;
     peer.rst_seq = rst.seq;
+    peer.rst_wnd = window;
 }
 
 /// Whether `seg`, a segment that is not a RST from the peer of `peer`,
 /// proves the RST on record forged: it carries data past that RST's
 /// sequence number (a peer that reset sends none; data it sent before the
-/// RST and that arrives late ends at or before it), from the peer's own
-/// distance when that is known.
+/// RST and that arrives late ends at or before it), starting inside the
+/// window the socket offered then (what the real peer could send: data
+/// forged anywhere else proves nothing), from the peer's own distance when
+/// that is known.
 #[inline(always)]
 pub fn proves_injection(peer: &Peer, seg: &Segment, ttl_slack: u8) -> bool {
     peer.flags & PEER_RST != 0
         && seg.payload_len != 0
         && after(seg.end_seq(), peer.rst_seq)
+        && seg.seq.wrapping_sub(peer.rst_seq) <= peer.rst_wnd
         && !ttl_differs(peer.ttl, seg.ttl, ttl_slack)
 }
 
@@ -1062,8 +1069,8 @@ mod tests {
         };
         // No RST on record: nothing to prove.
         assert!(!proves_injection(&peer, &data(1000, 100, 61), 0));
-        note_rst(&mut peer, &ttl(rst(1000), 63));
-        assert_eq!((peer.rst_seq, peer.rst_ttl), (1000, 63));
+        note_rst(&mut peer, &ttl(rst(1000), 63), 4096);
+        assert_eq!((peer.rst_seq, peer.rst_ttl, peer.rst_wnd), (1000, 63, 4096));
         assert!(proves_injection(&peer, &data(1000, 100, 61), 0));
         // Data the peer sent before its RST, arriving late, ends at it.
         assert!(!proves_injection(&peer, &data(900, 100, 61), 0));
@@ -1072,6 +1079,15 @@ mod tests {
         // From another distance than the peer's: not the peer's data.
         assert!(!proves_injection(&peer, &data(1000, 100, 63), 0));
         assert!(proves_injection(&peer, &data(1000, 100, 62), 1));
+        // Inside the window the socket offered, and no further: data forged
+        // far ahead is no segment the peer could send.
+        assert!(proves_injection(&peer, &data(1000 + 4096, 100, 61), 0));
+        assert!(!proves_injection(&peer, &data(1000 + 4097, 100, 61), 0));
+        assert!(!proves_injection(
+            &peer,
+            &data(1000 + (1 << 30), 100, 61),
+            0
+        ));
     }
 
     #[test]
