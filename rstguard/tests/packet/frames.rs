@@ -143,18 +143,23 @@ fn bad_ihl_bad_doff_and_bad_lengths_pass_and_are_counted() {
     let lab = Lab::new(Strict);
     let good = lab.rst_frame(1, Some(1), 0);
     let mut h = Harness::new(Strict);
-
-    let mut ihl4 = good.clone();
-    ihl4[14] = 0x44; // IHL 4
-    passes_and_counts(&mut h, &ihl4, Counter::BadIpv4Ihl, "ihl 4");
-
-    let mut doff4 = good.clone();
-    doff4[14 + 20 + 12] = 0x40; // data offset 4
-    passes_and_counts(&mut h, &doff4, Counter::BadTcpDoff, "doff 4");
-
-    let mut short_len = good.clone();
-    short_len[14 + 2..14 + 4].copy_from_slice(&30u16.to_be_bytes()); // < 20 + 20
-    passes_and_counts(&mut h, &short_len, Counter::BadIpLength, "total length 30");
+    // (what, offset in the IPv4 frame, bytes written there, counter)
+    let cases: [(&str, usize, &[u8], Counter); 3] = [
+        ("ihl 4", 14, &[0x44], Counter::BadIpv4Ihl),
+        ("doff 4", 14 + 20 + 12, &[0x40], Counter::BadTcpDoff),
+        // Shorter than the two headers (20 + 20).
+        (
+            "total length 30",
+            14 + 2,
+            &30u16.to_be_bytes(),
+            Counter::BadIpLength,
+        ),
+    ];
+    for (what, offset, bytes, counter) in cases {
+        let mut bad = good.clone();
+        bad[offset..offset + bytes.len()].copy_from_slice(bytes);
+        passes_and_counts(&mut h, &bad, counter, what);
+    }
 
     // A TCP option whose length runs past the header: the segment is still
     // used (counted as TCP), the options are flagged.

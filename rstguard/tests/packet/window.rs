@@ -9,32 +9,44 @@ use crate::harness::*;
 use Action::{Drop, Pass};
 use Level::{Enforce, Monitor, Strict};
 
+/// RSTs at the edges of the server's window (256 << 7 = 32768 bytes past
+/// the client's SND.NXT): (what, offset from SND.NXT, verdict, action at
+/// monitor, enforce and strict, as in [`LEVELS`]).
+const WINDOW_EDGES: [(&str, i32, Verdict, [Action; 3]); 3] = [
+    (
+        "last in-window byte",
+        32767,
+        Verdict::InWindow,
+        [Pass, Pass, Drop],
+    ),
+    (
+        "first byte past the window",
+        32768,
+        Verdict::OutOfWindow,
+        [Pass, Drop, Drop],
+    ),
+    (
+        "just before the window",
+        -1,
+        Verdict::OutOfWindow,
+        [Pass, Drop, Drop],
+    ),
+];
+
 #[test]
 fn every_level_on_in_window_and_out_of_window() {
     for (name, net) in nets() {
-        for level in LEVELS {
+        for (i, level) in LEVELS.into_iter().enumerate() {
             let mut lab = Lab::with_net(level, net);
             lab.established();
             let base = lab.c.nxt;
-            // The server's window: 256 << 7 = 32768.
-            assert_eq!(
-                lab.rst(base + 32767),
-                (
-                    Verdict::InWindow,
-                    at(level, if level == Strict { Drop } else { Pass })
-                ),
-                "{name} {level:?} last in-window byte"
-            );
-            assert_eq!(
-                lab.rst(base + 32768),
-                (Verdict::OutOfWindow, at(level, Drop)),
-                "{name} {level:?} first byte past the window"
-            );
-            assert_eq!(
-                lab.rst(base.wrapping_sub(1)),
-                (Verdict::OutOfWindow, at(level, Drop)),
-                "{name} {level:?} just before the window"
-            );
+            for (what, offset, verdict, actions) in WINDOW_EDGES {
+                assert_eq!(
+                    lab.rst(base.wrapping_add_signed(offset)),
+                    (verdict, actions[i]),
+                    "{name} {level:?} {what}"
+                );
+            }
         }
     }
 }
