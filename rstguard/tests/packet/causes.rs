@@ -115,18 +115,7 @@ fn rst_from_server(
 /// This host (the server, at TC) sends a RST to the client: its cause
 /// and event.
 fn own_rst(lab: &mut Lab, seq: u32, ack: Option<u32>) -> (Cause, RstEvent) {
-    let seg = Seg {
-        seq,
-        ack,
-        rst: true,
-        ..Seg::default()
-    };
-    let frame = tcp_frame(
-        &lab.net,
-        (lab.s.addr, lab.s.port),
-        (lab.c.addr, lab.c.port),
-        &seg,
-    );
+    let frame = lab.rst_to_client_frame(seq, ack);
     let before = lab.h.counters();
     assert_eq!(lab.h.tc(&frame), TC_NEXT);
     let (dir, cause) = moved_cause(&lab.h, &before);

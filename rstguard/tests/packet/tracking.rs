@@ -121,18 +121,7 @@ fn the_hosts_own_rst_closes_the_flow_without_a_verdict() {
     let mut lab = Lab::new(Strict);
     lab.established();
     let before = lab.h.counters();
-    let seg = Seg {
-        seq: lab.s.nxt,
-        ack: Some(lab.s.rcv),
-        rst: true,
-        ..Seg::default()
-    };
-    let frame = tcp_frame(
-        &lab.net,
-        (lab.s.addr, lab.s.port),
-        (lab.c.addr, lab.c.port),
-        &seg,
-    );
+    let frame = lab.rst_to_client_frame(lab.s.nxt, Some(lab.s.rcv));
     assert_eq!(lab.h.tc(&frame), TC_NEXT);
     let d = lab.h.counters().delta(&before);
     assert_eq!(d.get(Counter::TcRst), 1);

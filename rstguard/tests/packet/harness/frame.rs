@@ -155,15 +155,7 @@ pub fn ipv6_fragment(offset_units: u16, seg: &Seg) -> Vec<u8> {
             7,
         ));
     }
-    let mut tcp = PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ip(ip)
-        .tcp(40000, 80, seg.seq, seg.win);
-    if seg.rst {
-        tcp = tcp.rst();
-    }
-    let mut frame = Vec::new();
-    tcp.write(&mut frame, &[]).expect("building the frame");
-    frame
+    fragment_frame(ip, seg)
 }
 
 /// An IPv4 fragment at `offset_units` * 8 bytes (0: the first one).
@@ -171,8 +163,14 @@ pub fn ipv4_fragment(offset_units: u16, seg: &Seg) -> Vec<u8> {
     let mut h = Ipv4Header::new(0, 64, IpNumber::TCP, [10, 0, 0, 1], [10, 0, 0, 2]).unwrap();
     h.more_fragments = true;
     h.fragment_offset = etherparse::IpFragOffset::try_new(offset_units).unwrap();
+    fragment_frame(IpHeaders::Ipv4(h, Default::default()), seg)
+}
+
+/// A fragment with header `ip`, from port 40000 to 80, carrying the TCP
+/// header of `seg` and no payload.
+fn fragment_frame(ip: IpHeaders, seg: &Seg) -> Vec<u8> {
     let mut tcp = PacketBuilder::ethernet2(MAC_A, MAC_B)
-        .ip(IpHeaders::Ipv4(h, Default::default()))
+        .ip(ip)
         .tcp(40000, 80, seg.seq, seg.win);
     if seg.rst {
         tcp = tcp.rst();

@@ -291,8 +291,9 @@ impl Lab {
         )
     }
 
-    /// A RST from the server to the client (arriving at XDP: a middlebox,
-    /// or a spoofed RST aimed at the client side).
+    /// A RST from the server to the client: the host's own (leaving
+    /// through TC) or, arriving at XDP, one a middlebox sees or a spoofed
+    /// RST aimed at the client side.
     pub fn rst_to_client_frame(&self, seq: u32, ack: Option<u32>) -> Vec<u8> {
         let seg = Seg {
             seq,
