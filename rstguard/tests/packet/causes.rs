@@ -6,13 +6,15 @@ use aya::maps::PerCpuValues;
 use rstguard_common::{
     count::cause_slot,
     judge::cause::{EVIDENCE_DATA_AFTER, EVIDENCE_DATA_UNREAD, EVIDENCE_TTL_KNOWN},
-    Cause, Counters, Direction, RstEvent,
+    Action, Cause, Counter, Counters, Direction, FlowState, Level, RstEvent, Verdict,
 };
 
-use super::*;
+use crate::harness::*;
 
+use Action::{Drop, Pass};
 use Cause::*;
 use Direction::{Egress, Ingress};
+use Level::{Enforce, Strict};
 
 /// The server's segments arrive with TTL 60 (four hops away); the client's
 /// with 64.
@@ -113,18 +115,7 @@ fn rst_from_server(
 /// This host (the server, at TC) sends a RST to the client: its cause
 /// and event.
 fn own_rst(lab: &mut Lab, seq: u32, ack: Option<u32>) -> (Cause, RstEvent) {
-    let seg = Seg {
-        seq,
-        ack,
-        rst: true,
-        ..Seg::default()
-    };
-    let frame = tcp_frame(
-        &lab.net,
-        (lab.s.addr, lab.s.port),
-        (lab.c.addr, lab.c.port),
-        &seg,
-    );
+    let frame = lab.rst_to_client_frame(seq, ack);
     let before = lab.h.counters();
     assert_eq!(lab.h.tc(&frame), TC_NEXT);
     let (dir, cause) = moved_cause(&lab.h, &before);
@@ -150,7 +141,7 @@ fn each_cause_a_peer_leaves_on_the_wire_is_named_at_every_level() {
             let what = format!("{name} {level:?}");
             // Refused: the server answers the SYN with RST|ACK from 0.
             let mut lab = router(level, net);
-            lab.send(true, true, false, 0);
+            lab.send(Client.syn());
             let ack = lab.c.nxt;
             let (v, a, c, e) = rst_from_server(&mut lab, 0, Some(ack), SERVER_TTL);
             assert_eq!((v, a, c), (Verdict::Exact, Pass, Refused), "{what}");
@@ -164,7 +155,7 @@ fn each_cause_a_peer_leaves_on_the_wire_is_named_at_every_level() {
             // draws a RST from its ACK, without an ACK.
             let mut lab = router(level, net);
             lab.established();
-            lab.send(true, false, false, 10);
+            lab.send(Client.data(10));
             let seq = lab.c.rcv;
             let (v, a, c, e) = rst_from_server(&mut lab, seq, None, SERVER_TTL);
             assert_eq!((v, a, c), (Verdict::Exact, Pass, NoSocket), "{what}");
@@ -177,20 +168,20 @@ fn each_cause_a_peer_leaves_on_the_wire_is_named_at_every_level() {
             // Peer closed: the server sent its FIN; we kept writing.
             let mut lab = router(level, net);
             lab.established();
-            lab.send(false, false, true, 0);
-            lab.send(true, false, false, 0);
-            lab.send(true, false, false, 50);
+            lab.send(Server.fin());
+            lab.send(Client.ack());
+            lab.send(Client.data(50));
             let seq = lab.c.rcv;
             let (v, _, c, _) = rst_from_server(&mut lab, seq, None, SERVER_TTL);
             assert_eq!((v, c), (Verdict::Exact, PeerClosed), "{what}");
 
             // Abort with our data unread, then SO_LINGER 0 after the
             // server's own data.
-            for (last_from_client, unread) in [(true, EVIDENCE_DATA_UNREAD), (false, 0)] {
+            for (last, unread) in [(Client, EVIDENCE_DATA_UNREAD), (Server, 0)] {
                 let mut lab = router(level, net);
                 lab.established();
-                lab.send(last_from_client, false, false, 300);
-                lab.send(!last_from_client, false, false, 0);
+                lab.send(last.data(300));
+                lab.send(last.other().ack());
                 let (seq, ack) = (lab.s.nxt, lab.s.rcv);
                 let (v, _, c, e) = rst_from_server(&mut lab, seq, Some(ack), SERVER_TTL);
                 assert_eq!((v, c), (Verdict::Exact, Abort), "{what}");
@@ -200,7 +191,7 @@ fn each_cause_a_peer_leaves_on_the_wire_is_named_at_every_level() {
             // A middlebox: the right number from 4 hops closer.
             let mut lab = router(level, net);
             lab.established();
-            lab.send(true, false, false, 10);
+            lab.send(Client.data(10));
             let seq = lab.c.rcv;
             let (v, a, c, e) = rst_from_server(&mut lab, seq, None, SERVER_TTL + 4);
             assert_eq!((v, a, c), (Verdict::Exact, Pass, Middlebox), "{what}");
@@ -220,9 +211,9 @@ fn blind_hidden_time_wait_and_untracked_rsts_name_what_they_are() {
         let (v, a, c, _) = rst_from_server(&mut lab, base.wrapping_add(10), None, SERVER_TTL);
         assert_eq!((v, a, c), (Verdict::InWindow, Drop, Blind), "{name}");
         // Both FINs: TIME_WAIT.
-        lab.send(true, false, true, 0);
-        lab.send(false, false, true, 0);
-        lab.send(true, false, false, 0);
+        lab.send(Client.fin());
+        lab.send(Server.fin());
+        lab.send(Client.ack());
         let seq = lab.c.rcv;
         let (v, _, c, _) = rst_from_server(&mut lab, seq, None, SERVER_TTL);
         assert_eq!((v, c), (Verdict::TimeWait, TimeWait), "{name}");
@@ -238,8 +229,8 @@ fn an_injected_rst_is_named_when_the_peers_data_goes_on() {
     for (name, net) in nets() {
         let mut lab = router(Enforce, net);
         lab.established();
-        lab.send(false, false, false, 1000);
-        lab.send(true, false, false, 0);
+        lab.send(Server.data(1000));
+        lab.send(Client.ack());
         // An injector copies the live numbers; its TTL gives it away only
         // as a middlebox at first.
         let (seq, ack) = (lab.s.nxt, lab.s.rcv);
@@ -247,7 +238,7 @@ fn an_injected_rst_is_named_when_the_peers_data_goes_on() {
         assert_eq!((v, a, c), (Verdict::Exact, Pass, Middlebox), "{name}");
         // The server goes on sending: the RST was forged.
         let before = lab.h.counters();
-        lab.send(false, false, false, 1000);
+        lab.send(Server.data(1000));
         assert_eq!(moved_cause(&lab.h, &before), (Ingress, Injected), "{name}");
         let ev = events(&mut lab.h);
         assert_eq!(ev.len(), 1, "{name}: one event proves it");
@@ -256,7 +247,7 @@ fn an_injected_rst_is_named_when_the_peers_data_goes_on() {
         assert_eq!(ev[0].ttl, SERVER_TTL, "{name}: the data's own TTL");
         // Counted once: more data proves nothing new.
         let before = lab.h.counters();
-        lab.send(false, false, false, 1000);
+        lab.send(Server.data(1000));
         assert_eq!(
             lab.h.counters().delta(&before).cause(Ingress, Injected),
             0,
@@ -311,28 +302,28 @@ fn the_hosts_own_rsts_are_named_by_what_they_answer() {
     for (name, net) in nets() {
         // A SYN to a closed port: RST|ACK from sequence number 0.
         let mut lab = host(Strict, net);
-        lab.send(true, true, false, 0);
+        lab.send(Client.syn());
         let ack = lab.c.nxt;
         assert_eq!(own_rst(&mut lab, 0, Some(ack)).0, Refused, "{name}");
         // A segment for no socket: RST from its ACK, no ACK.
         let mut lab = host(Strict, net);
         lab.established();
-        lab.send(true, false, false, 10);
+        lab.send(Client.data(10));
         let seq = lab.s.nxt;
         assert_eq!(own_rst(&mut lab, seq, None).0, NoSocket, "{name}");
         assert_eq!(lab.flow().state(), FlowState::Closed);
         // This host closed; the client kept writing.
         let mut lab = host(Strict, net);
         lab.established();
-        lab.send(false, false, true, 0);
-        lab.send(true, false, false, 0);
-        lab.send(true, false, false, 40);
+        lab.send(Server.fin());
+        lab.send(Client.ack());
+        lab.send(Client.data(40));
         let seq = lab.s.nxt;
         assert_eq!(own_rst(&mut lab, seq, None).0, PeerClosed, "{name}");
         // An abort with the client's data unread.
         let mut lab = host(Strict, net);
         lab.established();
-        lab.send(true, false, false, 300);
+        lab.send(Client.data(300));
         let (seq, ack) = (lab.s.nxt, lab.s.rcv);
         let (c, e) = own_rst(&mut lab, seq, Some(ack));
         assert_eq!(c, Abort, "{name}");
@@ -361,7 +352,7 @@ fn an_exact_rst_from_another_distance_after_idling_is_idle_expired() {
     // threshold: the segment that wakes the flow keeps the gap visible.
     std::thread::sleep(std::time::Duration::from_millis(6_600));
     for (name, lab) in &mut labs {
-        lab.send(true, false, false, 10);
+        lab.send(Client.data(10));
         let seq = lab.c.rcv;
         let (v, a, c, e) = rst_from_server(lab, seq, None, 64);
         assert_eq!((v, a, c), (Verdict::Exact, Pass, IdleExpired), "{name}");

@@ -12,16 +12,7 @@ use crate::harness::*;
 use Action::{Drop, Pass};
 use Level::{Enforce, Monitor, Strict};
 
-const LEVELS: [Level; 3] = [Monitor, Enforce, Strict];
 const ETH: usize = 14;
-
-fn at(level: Level, enforced: Action) -> Action {
-    if level == Monitor {
-        Pass
-    } else {
-        enforced
-    }
-}
 
 /// Runs `frame` through XDP and returns the verdict counted for it (at
 /// most one may move) and the program's return value.

@@ -227,11 +227,11 @@ fn one_sided_flows_never_drop_a_rst_either_way() {
         let mut lab = Lab::new(level);
         lab.middlebox = true;
         lab.h.set_policy(|p| p.no_flow = Drop as u8);
-        lab.send(true, true, false, 0); // SYN
+        lab.send(Client.syn());
         lab.s.nxt = lab.s.nxt.wrapping_add(1); // the SYN-ACK went another way
         lab.c.rcv = lab.s.nxt;
-        lab.send(true, false, false, 0);
-        lab.send(true, false, false, 400);
+        lab.send(Client.ack());
+        lab.send(Client.data(400));
         assert!(!lab.flow().both_seen());
         for seq in [lab.s.nxt, lab.s.nxt + 77_777, X] {
             assert_eq!(
@@ -250,8 +250,8 @@ fn one_sided_flows_never_drop_a_rst_either_way() {
         lab.middlebox = true;
         lab.c.rcv = lab.s.nxt;
         lab.s.rcv = lab.c.nxt;
-        lab.send(false, false, false, 100);
-        lab.send(false, false, false, 100);
+        lab.send(Server.data(100));
+        lab.send(Server.data(100));
         for seq in [lab.s.rcv, X] {
             assert_eq!(
                 rst_from(&mut lab, true, seq, None),
@@ -270,11 +270,11 @@ fn fast_open_any_ack_of_the_syn_or_its_data_resets_syn_sent() {
         // The server (local) connects out with 200 bytes in its SYN.
         let mut lab = Lab::new(level);
         let isn = lab.s.nxt;
-        lab.send(false, true, false, 200);
+        lab.send(Server.syn().data(200));
         assert_eq!(lab.flow().state(), FlowState::SynSent);
         for ack in [isn + 1, isn + 101, isn + 201] {
             let mut l = Lab::new(level);
-            l.send(false, true, false, 200);
+            l.send(Server.syn().data(200));
             let f = l.rst_frame(0, Some(ack), 0);
             assert_eq!(l.h.judge(&f), (Verdict::Exact, Pass), "{level:?} ack {ack}");
         }
@@ -307,7 +307,7 @@ fn port_reuse_after_a_silent_death() {
         );
         assert_eq!(moved, vec![Counter::IgnoredSyn], "{placement}");
         // The server still holds the old connection: a challenge ACK...
-        lab.send(false, false, false, 0);
+        lab.send(Server.ack());
         // ...which the client's new incarnation answers with a RST at its
         // ACK number: exact, it closes the old flow...
         let challenge_ack = lab.s.rcv;
@@ -350,7 +350,7 @@ fn port_reuse_after_a_silent_death() {
     lab.c.nxt = new_isn + 1;
     lab.s.rcv = new_isn + 1;
     lab.s.nxt = 9_000_000;
-    lab.send(false, true, false, 0);
+    lab.send(Server.syn());
     assert_eq!(lab.flow().state(), FlowState::SynRecv);
     assert_eq!(lab.rst(new_isn + 1), (Verdict::Exact, Pass));
 }

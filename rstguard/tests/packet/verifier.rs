@@ -22,7 +22,12 @@ use aya::{
 };
 use aya_obj::generated::{bpf_attr, bpf_cmd, bpf_prog_type};
 use rstguard::{ebpf, kernel};
-use rstguard_common::layout;
+use rstguard_common::{
+    layout::{self, PROG_TC, PROG_XDP},
+    Level,
+};
+
+use crate::harness::*;
 
 /// Instructions the verifier walked for `name`, whose loaded program's
 /// info is `info`: what the kernel reports (5.16 on), and what its
@@ -120,4 +125,54 @@ pub fn walked_by_stats(name: &str) -> u64 {
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("{name}: no \"processed N insns\" in the verifier's log:\n{log}"))
+}
+
+#[test]
+fn the_programs_stay_far_inside_the_verifiers_limits() {
+    let mut h = Harness::new(Level::Strict);
+    let xdp = h.loaded.xdp().expect("xdp").info().expect("program info");
+    let tc = h.loaded.tc().expect("tc").info().expect("program info");
+    for (name, info) in [(PROG_XDP, xdp), (PROG_TC, tc)] {
+        let (reported, by_stats) = walked(name, &info);
+        let size = info.size_translated().unwrap_or(0) / 8;
+        eprintln!(
+            "{name}: the verifier walked {} instructions (its statistics, loaded by hand: {by_stats}); \
+             {size} instructions loaded",
+            reported.map_or("an unreported number of".to_string(), |n| n.to_string())
+        );
+        // The limit is 1,000,000 instructions walked; today each program
+        // takes about 50,000. Fail at a quarter of the limit, long before
+        // new code could creep up to it. The size (about 4,100 instructions
+        // each, with SipHash for IPv6 flow keys inlined) is far from the
+        // privileged limit of a million; 8,192 catches runaway inlining.
+        for verified in reported.into_iter().chain([by_stats]) {
+            assert!(verified < 250_000, "{name}: {verified} instructions walked");
+        }
+        assert!(size < 8192, "{name}: {size} instructions");
+    }
+    // With socket mode on, its code is walked too (off, it is dead code
+    // the verifier never walks).
+    let fields = rstguard::socket::prepare().expect("socket mode is available here");
+    let Some(mut on) = with_socket_mode(
+        Level::Strict,
+        &rstguard::ebpf::LoadOptions {
+            sock_fields: fields,
+            ..rstguard::ebpf::LoadOptions::default()
+        },
+    ) else {
+        return;
+    };
+    let info = on.loaded.xdp().expect("xdp").info().expect("program info");
+    let size = info.size_translated().unwrap_or(0) / 8;
+    match info.verified_instruction_count() {
+        Some(walked) => {
+            eprintln!("{PROG_XDP} (socket mode): the verifier walked {walked} instructions; {size} loaded");
+            assert!(
+                walked < 250_000,
+                "socket mode: {walked} instructions walked"
+            );
+        }
+        None => eprintln!("{PROG_XDP} (socket mode): this kernel reports no count; {size} loaded"),
+    }
+    assert!(size < 8192, "socket mode: {size} instructions");
 }
