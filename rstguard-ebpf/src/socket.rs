@@ -330,12 +330,16 @@ pub fn judge_rst(
     let cause = socket::cause(verdict, &facts, &Thresholds::of(policy), now);
     bump_slot(c, rst_slot(verdict, action));
     bump_slot(c, cause_slot(Direction::Ingress, cause));
-    // A RST that resets a connection goes on record: data the real peer
-    // sends past it proves it forged.
-    let resets = sock.is_some_and(|s| {
+    // A RST that resets a connection goes on record, and so does one
+    // dropped for its distance: data the real peer sends past it proves
+    // it forged.
+    let synchronized = sock.is_some_and(|s| {
         s.kind == Kind::Full && !matches!(s.state, tcp_state::SYN_SENT | tcp_state::LISTEN)
     });
-    if resets && (verdict == Verdict::Exact && action == Action::Pass) {
+    if synchronized
+        && ((verdict == Verdict::Exact && action == Action::Pass)
+            || verdict == Verdict::TtlMismatch)
+    {
         let mut record = peer.unwrap_or_default();
         socket::note_rst(&mut record, &pkt.seg, sock.map_or(0, |s| s.window()));
         let _ = PEERS.insert(&pkt.key, &record, 0);

@@ -98,7 +98,12 @@ pub fn prepare() -> Result<SockFields, String> {
         .map_err(|e| format!("socket mode needs the kernel's BTF: {e}"))?;
     // Without it, socket mode names no idle_expired cause; nothing else.
     fields.hz = kernel_hz().unwrap_or(0);
-    if fields.hz == 0 {
+    if fields.hz != 0 {
+        info!(
+            hz = fields.hz,
+            "socket mode: the kernel's HZ, for how long sockets idled"
+        );
+    } else {
         warn!(
             "socket mode: the kernel's HZ could not be measured from /proc/timer_list; \
              RST causes will not tell idle_expired from middlebox"
@@ -107,23 +112,32 @@ pub fn prepare() -> Result<SockFields, String> {
     Ok(fields)
 }
 
-/// The kernel's HZ (jiffies per second), measured: the `jiffies:` line of
-/// /proc/timer_list read twice, 100 ms apart. Socket mode converts how
-/// long a socket idled (kept in jiffies) with it. `None` when the file
+/// The kernel's HZ (jiffies per second), measured: /proc/timer_list read
+/// twice, 250 ms apart, each read giving the kernel's monotonic clock (`now
+/// at N nsecs`) and its jiffies a moment apart, so that how long this
+/// process slept between the reads does not count. Socket mode converts
+/// how long a socket idled (kept in jiffies) with it. `None` when the file
 /// cannot be read or the count fits no HZ a kernel is built with.
 pub fn kernel_hz() -> Option<u32> {
-    let jiffies = || -> Option<u64> {
+    let sample = || -> Option<(u64, u64)> {
         let text = std::fs::read_to_string("/proc/timer_list").ok()?;
-        text.lines()
-            .find_map(|l| l.strip_prefix("jiffies: "))?
-            .trim()
-            .parse()
-            .ok()
+        let field = |prefix: &str| -> Option<u64> {
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix))?
+                .trim()
+                .trim_end_matches(" nsecs")
+                .parse()
+                .ok()
+        };
+        Some((field("now at ")?, field("jiffies: ")?))
     };
-    let (j0, t0) = (jiffies()?, std::time::Instant::now());
-    std::thread::sleep(std::time::Duration::from_millis(100));
-    let (j1, elapsed) = (jiffies()?, t0.elapsed());
-    nearest_hz(j1.wrapping_sub(j0), elapsed)
+    let (ns0, j0) = sample()?;
+    std::thread::sleep(std::time::Duration::from_millis(250));
+    let (ns1, j1) = sample()?;
+    nearest_hz(
+        j1.wrapping_sub(j0),
+        std::time::Duration::from_nanos(ns1.saturating_sub(ns0)),
+    )
 }
 
 /// The HZ a kernel is built with (100, 250, 300 or 1000) that `ticks`

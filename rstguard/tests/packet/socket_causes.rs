@@ -172,6 +172,17 @@ fn drop_injected_drops_an_exact_rst_from_another_distance_in_socket_mode() {
                 judged(h, &t.client_sends(&rst(at, NEARER))),
                 (Verdict::TtlMismatch, Action::Drop, Cause::Middlebox)
             );
+            // The dropped RST is on record: the peer's data going on
+            // proves it forged.
+            let before = h.counters();
+            h.xdp(&t.client_sends(&Seg {
+                seq: at,
+                ack: Some(1),
+                payload: 100,
+                ttl: Some(PEER_TTL),
+                ..Seg::default()
+            }));
+            assert_eq!(causes_moved(h, &before), vec![(Cause::Injected, 1)]);
             assert_eq!(
                 judged(h, &t.client_sends(&rst(at, PEER_TTL))),
                 (Verdict::Exact, Action::Pass, Cause::NoSocket)

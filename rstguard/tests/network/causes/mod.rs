@@ -7,6 +7,12 @@
 //! and `status` agree with the records. An attacker's RSTs are named for
 //! what they are (blind), never for a cause they imitate.
 //!
+//! The endpoint causes run with tracking (`--state track`), which watches
+//! both directions (the RSTs a host sends are named at its egress); the
+//! NAT and the injector run with tracking and with socket mode, where the
+//! peer's distance comes from the handshake and the idle time from the
+//! socket.
+//!
 //! The server's segments reach the client through the router: TTL (hop
 //! limit) 63. What the router itself sends arrives with 64.
 
@@ -25,9 +31,9 @@ use std::{
 };
 
 use rstguard_lab::{
-    daemon::receiver_window,
     http_get,
     injector::{send_from, tcp_packet, Injector},
+    kernel_tcp,
     nft::{keep_rsts_in, nat_gateway, reject_port, Table},
     resets::{Reset, ResetLog},
     routed::{Routed, CLIENT, SERVER},

@@ -14,15 +14,29 @@ const IDLE: Duration = Duration::from_millis(5_500);
 #[test]
 fn a_nat_gateway_that_forgot_an_idle_flow_is_named_idle_expired() {
     let lab = Routed::new();
-    // Through the NAT: 7501 (IPv4), 7502 (IPv6). Past it, idle as long,
-    // the server aborts: 7503, 7504.
-    let nat = [7501, 7502];
-    let _gateway = nat_gateway(&lab.router, "r1", &nat, NAT_TIMEOUT_SECS);
+    // Tracking: the flow's idle clock and the TTL of the server's segments.
+    // Socket mode: the socket's own idle time and the TTL of the SYN-ACK.
+    // Through the NAT: 7501 (IPv4), 7502 (IPv6); past it, idle as long, the
+    // server aborts: 7503, 7504; 7511 to 7514 in socket mode.
+    let _gateway = nat_gateway(
+        &lab.router,
+        "r1",
+        &[7501, 7502, 7511, 7512],
+        NAT_TIMEOUT_SECS,
+    );
+    for (state, base) in [("track", 7501), ("socket", 7511)] {
+        idle_then_reset(&lab, state, base);
+    }
+}
+
+fn idle_then_reset(lab: &Routed, state: &str, base: u16) {
     let mut d = start_daemon(
         &lab.client,
         &[
             "attach",
             "c0",
+            "--state",
+            state,
             "--policy",
             "enforce",
             "--idle-after",
@@ -34,6 +48,7 @@ fn a_nat_gateway_that_forgot_an_idle_flow_is_named_idle_expired() {
     let log = ResetLog::follow(&lab.client);
 
     struct Conn {
+        rcv_nxt: u32,
         v6: bool,
         natted: bool,
         server: SocketAddr,
@@ -47,7 +62,7 @@ fn a_nat_gateway_that_forgot_an_idle_flow_is_named_idle_expired() {
         .into_iter()
         .enumerate()
     {
-        let server = SERVER.addr(v6, 7501 + i as u16);
+        let server = SERVER.addr(v6, base + i as u16);
         let (go, go_rx) = mpsc::channel::<()>();
         // The server echoes one message. Behind the NAT it never hears of
         // the flow again (it vanishes at the end); past the NAT it aborts
@@ -73,7 +88,8 @@ fn a_nat_gateway_that_forgot_an_idle_flow_is_named_idle_expired() {
             (&c).write_all(b"hello").unwrap();
             let mut b = [0u8; 5];
             (&c).read_exact(&mut b).unwrap();
-            addr_tx.send(local).unwrap();
+            let rcv_nxt = kernel_tcp::seqs(&c).expect("the client's numbers").rcv_nxt;
+            addr_tx.send((local, rcv_nxt)).unwrap();
             c.set_read_timeout(Some(IDLE + TIMEOUT)).unwrap();
             let wrote = if natted {
                 go_rx.recv_timeout(Duration::from_secs(30)).expect("go");
@@ -83,8 +99,9 @@ fn a_nat_gateway_that_forgot_an_idle_flow_is_named_idle_expired() {
             };
             (wrote, read_until_error(&c).1)
         });
-        let client = addr_rx.recv_timeout(TIMEOUT).expect("the echo");
+        let (client, rcv_nxt) = addr_rx.recv_timeout(TIMEOUT).expect("the echo");
         conns.push(Conn {
+            rcv_nxt,
             v6,
             natted,
             server,
@@ -100,8 +117,7 @@ fn a_nat_gateway_that_forgot_an_idle_flow_is_named_idle_expired() {
     // (and certainly out of the window) at the first: blind, and the idle
     // clock does not move.
     thread::sleep(Duration::from_secs(2));
-    let (c0, s0) = (conns[0].client, conns[0].server);
-    let (rcv_nxt, _) = receiver_window(&lab.client, c0);
+    let (c0, s0, rcv_nxt) = (conns[0].client, conns[0].server, conns[0].rcv_nxt);
     send_from(
         &lab.attacker,
         c0.ip(),
@@ -115,7 +131,9 @@ fn a_nat_gateway_that_forgot_an_idle_flow_is_named_idle_expired() {
             OTHER_TTL,
         )],
     );
-    let r = log.wait("the blind RST while idle", |r| r.sent(s0, c0));
+    let r = log.wait(&format!("{state}: the blind RST while idle"), |r| {
+        r.sent(s0, c0)
+    });
     assert_eq!(
         said(&r),
         ("c0", "ingress", "out_of_window", "drop", "blind", "RST"),
@@ -129,7 +147,7 @@ fn a_nat_gateway_that_forgot_an_idle_flow_is_named_idle_expired() {
     }
     for c in conns {
         let what = format!(
-            "{} {}",
+            "{state}: {} {}",
             family(c.v6),
             if c.natted {
                 "through a NAT that forgot the flow"
@@ -144,8 +162,8 @@ fn a_nat_gateway_that_forgot_an_idle_flow_is_named_idle_expired() {
         let r = log.wait(&what, |r| {
             r.sent(c.server, c.client) && r.verdict != "out_of_window"
         });
-        let idle = r.idle_secs.expect("a tracked flow's idle time");
-        assert!(idle >= 4, "{what}: idle {idle} s: {r:#?}");
+        let idle = r.idle_secs.expect("the flow's or the socket's idle time");
+        assert!(idle >= 4, "{what}: idle {idle} s: {r:#?}\n{}", d.log());
         if c.natted {
             // The server saw the router's address: the NAT was real.
             assert_ne!(seen_by_server.ip(), c.client.ip(), "{what}: no NAT");
@@ -175,6 +193,7 @@ fn a_nat_gateway_that_forgot_an_idle_flow_is_named_idle_expired() {
         let flow = Expected::new(what, c.client, c.server).client(&want);
         flow.check(&log, "client", &flow.at_client, None);
     }
-    assert_eq!(log.all().len(), 5, "{:#?}", log.all());
+    assert_eq!(log.all().len(), 5, "{state}: {:#?}", log.all());
+    drop(log);
     assert_eq!(d.stop().0, 0, "{}", d.log());
 }
