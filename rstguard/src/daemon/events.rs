@@ -18,7 +18,7 @@ use rstguard_common::{
 };
 use tracing::{info, warn};
 
-use super::Shared;
+use super::{lock, Shared};
 use crate::{
     clock::monotonic_to_unix_ns,
     explain::{sender_receiver, verdict},
@@ -116,7 +116,7 @@ pub async fn run(
     per_tick: u32,
     shared: Arc<Mutex<Shared>>,
     per_sec: u32,
-) {
+) -> anyhow::Result<()> {
     let mut limit = LogLimit::new(per_sec);
     let mut tick = tokio::time::interval(Duration::from_millis(EVENT_REFILL_MS));
     let mut ticks = 0u64;
@@ -139,7 +139,7 @@ pub async fn run(
         if batch.is_empty() {
             continue;
         }
-        let mut s = shared.lock().expect("daemon state lock");
+        let mut s = lock(&shared);
         for e in &batch {
             s.state.events_seen += 1;
             s.state.resets_recorded += 1;

@@ -9,6 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
+use anyhow::Context as _;
 use http_body_util::Full;
 use hyper::{body::Bytes, server::conn::http1, service::service_fn, Method, Request, Response};
 use hyper_util::rt::TokioIo;
@@ -19,9 +20,9 @@ use prometheus::{
 use rstguard_common::{
     count::CounterKind, judge::socket::Source, Action, Cause, Counter as C, Direction, Verdict,
 };
-use tracing::{debug, warn};
+use tracing::debug;
 
-use super::Shared;
+use super::{lock, Shared};
 
 /// Every metric family rstguard exports (the dashboard and the tests check
 /// against this list).
@@ -56,17 +57,11 @@ pub const NAMES: &[&str] = &[
 ];
 
 /// Serves `/metrics` on `listener` until the task is dropped.
-pub async fn serve(listener: StdListener, shared: Arc<Mutex<Shared>>) {
-    let listener = match listener
+pub async fn serve(listener: StdListener, shared: Arc<Mutex<Shared>>) -> anyhow::Result<()> {
+    let listener = listener
         .set_nonblocking(true)
         .and_then(|()| tokio::net::TcpListener::from_std(listener))
-    {
-        Ok(l) => l,
-        Err(e) => {
-            warn!(error = %e, "cannot serve metrics");
-            return;
-        }
-    };
+        .context("cannot serve metrics")?;
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(s) => s,
@@ -101,7 +96,7 @@ fn respond<B>(req: &Request<B>, shared: &Mutex<Shared>) -> Response<Full<Bytes>>
     };
     match (req.method(), req.uri().path()) {
         (&Method::GET, "/metrics") => {
-            let families = collect(&shared.lock().expect("daemon state lock"));
+            let families = collect(&lock(shared));
             let mut body = Vec::new();
             match TextEncoder::new().encode(&families, &mut body) {
                 Ok(()) => reply(200, prometheus::TEXT_FORMAT, body),
