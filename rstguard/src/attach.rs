@@ -253,11 +253,11 @@ fn attach_xdp(
         Some(libc::EOPNOTSUPP) => Error::XdpModeUnsupported {
             iface: iface.name.clone(),
             mode,
-            source: Box::new(e),
+            cause: Box::new(e),
         },
         _ => Error::XdpAttach {
             iface: iface.name.clone(),
-            source: Box::new(e),
+            cause: Box::new(e),
         },
     };
     match mode {
@@ -294,10 +294,10 @@ fn attach_xdp(
         ModeArg::Auto => match xdp.attach_to_if_index(iface.index, XdpMode::Driver) {
             Ok(l) => Ok((l, XdpModeInForce::Native)),
             Err(e) => match classify(e, "native") {
-                Error::XdpModeUnsupported { source, .. } => {
+                Error::XdpModeUnsupported { cause, .. } => {
                     warn!(
                         iface = %iface.name,
-                        reason = %source,
+                        reason = %cause,
                         "NATIVE XDP UNAVAILABLE: falling back to generic (skb) mode, \
                          which runs later and costs more per packet"
                     );
@@ -314,7 +314,7 @@ fn attach_xdp(
 fn attach_tc(loaded: &mut Loaded, iface: &Iface) -> Result<(SchedClassifierLinkId, TcHook), Error> {
     let tc_err = |e: Box<dyn std::error::Error + Send + Sync>| Error::TcAttach {
         iface: iface.name.clone(),
-        source: e,
+        cause: e,
     };
     let tcx = crate::kernel::has_tcx();
     if !tcx {

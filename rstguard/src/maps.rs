@@ -42,7 +42,7 @@ fn open(pins: &PinDir, name: &'static str) -> Result<Map, Error> {
     let path = pins.map(name);
     let data = MapData::from_pin(&path).map_err(|e| Error::Pinned {
         path: path.clone(),
-        source: Box::new(e),
+        cause: Box::new(e),
     })?;
     Map::from_map_data(data).map_err(|e| Error::map(name, e))
 }
@@ -97,7 +97,7 @@ impl Maps {
             let path = pins.map(name);
             map.pin(&path).map_err(|e| Error::Pin {
                 path,
-                source: Box::new(e),
+                cause: Box::new(e),
             })?;
         }
         Ok(())
