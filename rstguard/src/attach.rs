@@ -19,25 +19,11 @@ use rstguard_common::status::{
 use tracing::{info, warn};
 
 use crate::{
+    config::ModeArg,
     ebpf::Loaded,
     error::Error,
     iface::{Iface, LinkType},
 };
-
-/// `--mode`: how XDP attaches, with xdp-loader's names. `auto` picks by the
-/// kind of device: skb for those in `iface::PREFER_SKB` (veth), else native
-/// where the driver supports it, falling back to skb with a warning.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModeArg {
-    /// Native (driver) mode where the driver supports it, else skb.
-    #[default]
-    Auto,
-    /// Native (driver) mode only: fail where the driver lacks it.
-    Native,
-    /// Generic (skb) mode: works on every interface, after the skb is built.
-    Skb,
-}
 
 /// The XDP mode in force on an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

@@ -209,15 +209,13 @@ fn rejected(shared: &Mutex<Shared>) {
 mod tests {
     use std::path::Path;
 
-    use clap::Parser;
-
     use super::*;
     use crate::cli::{Cli, Commands};
 
     fn settings(argv: &[&str], file: &str) -> Settings {
         let mut full = vec!["rstguard", "attach"];
         full.extend_from_slice(argv);
-        let Commands::Attach(args) = Cli::try_parse_from(full).unwrap().command else {
+        let Commands::Attach(args) = Cli::parse_argv(full).unwrap().command else {
             unreachable!()
         };
         let file = config::parse(file, Path::new("f")).unwrap();

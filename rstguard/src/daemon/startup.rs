@@ -23,14 +23,14 @@ use super::{auto::AutoIface, causes, events, AttachedView, Shared};
 use crate::{
     attach::{attach_all, detach_all, Attachment},
     clock::unix_now,
-    config::Settings,
+    config::{Settings, StateArg},
     controller::Controller,
     ebpf::{LoadOptions, Loaded},
     iface::{Iface, LinkType},
     maps::{FlowTable, Maps},
     paths::PinDir,
     policy::describe,
-    socket::{self, LocalAddrs, StateArg},
+    socket::{self, LocalAddrs},
 };
 
 /// The event ring buffer and the per-CPU event budget.

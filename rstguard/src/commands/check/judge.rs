@@ -6,7 +6,7 @@ use aya::util::KernelVersion;
 use serde::Serialize;
 
 use crate::{
-    attach::ModeArg,
+    config::ModeArg,
     iface::LinkType,
     privileges::{self, Cap},
 };

@@ -12,7 +12,7 @@ mod judge;
 mod probe;
 
 use anyhow::bail;
-use clap::{Parser as _, ValueEnum as _};
+use clap::ValueEnum as _;
 use rstguard_common::layout::PROG_XDP;
 use serde::Serialize;
 
@@ -62,7 +62,8 @@ fn attach_args(pins: &PinDir, args: &CheckArgs) -> anyhow::Result<(PinDir, Attac
             v.push("--config".into());
             v.push(c.display().to_string());
         }
-        if let Some(m) = args.mode {
+        if args.given.has("mode") {
+            let m = args.mode;
             v.push("--mode".into());
             v.push(
                 m.to_possible_value()
@@ -75,7 +76,7 @@ fn attach_args(pins: &PinDir, args: &CheckArgs) -> anyhow::Result<(PinDir, Attac
     } else {
         args.attach.clone()
     };
-    let cli = Cli::try_parse_from(std::iter::once("rstguard".to_string()).chain(argv.clone()))?;
+    let cli = Cli::parse_argv(std::iter::once("rstguard".to_string()).chain(argv.clone()))?;
     match cli.command {
         // An explicit --pin-dir in the attach line wins; else ours.
         Commands::Attach(a) if argv.iter().any(|s| s.starts_with("--pin-dir")) => {
