@@ -22,7 +22,7 @@ use crate::{
     config::ModeArg,
     ebpf::Loaded,
     error::Error,
-    iface::{Iface, LinkType},
+    host::iface::{Iface, LinkType},
 };
 
 /// The XDP mode in force on an interface.
@@ -265,8 +265,8 @@ fn attach_xdp(
                 .map_err(|e| classify(e, "skb"))
         }
         ModeArg::Auto
-            if crate::iface::driver(&iface.name)
-                .is_some_and(|d| crate::iface::PREFER_SKB.contains(&d.as_str())) =>
+            if crate::host::iface::driver(&iface.name)
+                .is_some_and(|d| crate::host::iface::PREFER_SKB.contains(&d.as_str())) =>
         {
             info!(
                 iface = %iface.name,
@@ -302,7 +302,7 @@ fn attach_tc(loaded: &mut Loaded, iface: &Iface) -> Result<(SchedClassifierLinkI
         iface: iface.name.clone(),
         cause: e,
     };
-    let tcx = crate::kernel::has_tcx();
+    let tcx = crate::host::kernel::has_tcx();
     if !tcx {
         // Older kernels: the classifier hangs off a clsact qdisc, which may
         // already be there (another tool's, or ours from before).

@@ -10,7 +10,7 @@ use clap::{
 
 use crate::{
     config::{defaults::*, ActionArg, FixedLevel, LevelArg, ModeArg, StateArg},
-    paths::DEFAULT_PIN_ROOT,
+    host::paths::DEFAULT_PIN_ROOT,
     trust::Prefix,
 };
 

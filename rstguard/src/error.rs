@@ -212,14 +212,14 @@ impl Error {
         let log = if log.trim().is_empty() {
             "but the kernel wrote none".to_string()
         } else {
-            match crate::paths::write_verifier_log(name, &log) {
+            match crate::host::paths::write_verifier_log(name, &log) {
                 Ok(path) => format!("written to {}", path.display()),
                 Err(why) => format!("which could not be written anywhere ({why})"),
             }
         };
         Error::Verifier {
             program: name,
-            kernel: crate::kernel::release(),
+            kernel: crate::host::kernel::release(),
             reason,
             log,
         }

@@ -18,7 +18,7 @@ use rstguard_common::{
     Counters, DaemonStatus, Flow, FlowKey, FlowState, Policy, ResetRecord,
 };
 
-use crate::{error::Error, paths::PinDir, trust::Prefix};
+use crate::{error::Error, host::paths::PinDir, trust::Prefix};
 
 /// The maps other processes use (all but the event ring buffer, which only
 /// the daemon reads), with one typed handle each: `Maps::<map>()` and

@@ -5,7 +5,7 @@ use std::path::Path;
 use crate::{
     cli::{Cli, Commands},
     config,
-    policy::describe,
+    show::policy::describe,
 };
 
 pub fn run(file: &Path) -> anyhow::Result<()> {

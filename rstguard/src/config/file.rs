@@ -10,7 +10,7 @@ use std::{
 use serde::Deserialize;
 
 use super::values::{ActionArg, FixedLevel, LevelArg, ModeArg, StateArg};
-use crate::paths::DEFAULT_CONFIG;
+use crate::host::paths::DEFAULT_CONFIG;
 
 /// The file, as written. Every key is optional.
 #[derive(Debug, Default, Deserialize)]

@@ -8,8 +8,8 @@ use tracing::{info, warn};
 
 use super::Shared;
 use crate::{
-    clock::unix_now,
     controller::{Controller, Decision, Direction, Sample},
+    host::clock::unix_now,
 };
 
 /// Auto mode on one interface.

@@ -20,8 +20,8 @@ use tracing::{info, warn};
 
 use super::{lock, Shared};
 use crate::{
-    clock::monotonic_to_unix_ns,
-    explain::{sender_receiver, verdict},
+    host::clock::monotonic_to_unix_ns,
+    show::explain::{sender_receiver, verdict},
 };
 
 /// Flows and ports remembered at most; the least attacked go first.
@@ -279,7 +279,7 @@ mod tests {
         let ports = t.top_ports();
         assert_eq!((ports[0].port, ports[0].count), (80, 4));
         assert_eq!(
-            crate::explain::endpoints(&flows[0].ends),
+            crate::show::explain::endpoints(&flows[0].ends),
             ("10.0.0.1:4000".into(), "10.0.0.2:80".into())
         );
     }

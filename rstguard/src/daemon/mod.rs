@@ -46,9 +46,9 @@ use crate::{
     attach::detach_all,
     cli::AttachArgs,
     config::{self, Settings},
-    iface::Iface,
-    paths::PinDir,
-    privileges::{self, ATTACH},
+    host::iface::Iface,
+    host::paths::PinDir,
+    host::privileges::{self, ATTACH},
 };
 
 pub fn run(args: AttachArgs, pins: PinDir) -> anyhow::Result<()> {

@@ -12,7 +12,7 @@ use super::{lock, startup::write_policy, Shared};
 use crate::{
     cli::AttachArgs,
     config::{self, Settings},
-    policy::describe,
+    show::policy::describe,
     trust::Prefix,
 };
 

@@ -24,7 +24,7 @@ use super::{
     sweep, Shared,
 };
 use crate::{
-    attach::Attachment, cli::AttachArgs, config::Settings, paths::PinDir, socket::LocalAddrs,
+    attach::Attachment, cli::AttachArgs, config::Settings, host::paths::PinDir, socket::LocalAddrs,
 };
 
 /// What the serving loop works with.

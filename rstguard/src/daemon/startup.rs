@@ -22,14 +22,14 @@ use tracing::info;
 use super::{auto::AutoIface, causes, events, AttachedView, Shared};
 use crate::{
     attach::{attach_all, detach_all, Attachment},
-    clock::unix_now,
     config::{Settings, StateArg},
     controller::Controller,
     ebpf::{LoadOptions, Loaded},
-    iface::{Iface, LinkType},
+    host::clock::unix_now,
+    host::iface::{Iface, LinkType},
+    host::paths::PinDir,
     maps::{FlowTable, Maps},
-    paths::PinDir,
-    policy::describe,
+    show::policy::describe,
     socket::{self, LocalAddrs},
 };
 

@@ -6,8 +6,8 @@ use tracing::error;
 
 use crate::{
     attach::{Attachment, TcHook, XdpModeInForce},
-    counters::{summary_line, Named},
     maps::Maps,
+    show::counters::{summary_line, Named},
 };
 
 #[derive(Serialize)]

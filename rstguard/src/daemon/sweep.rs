@@ -10,9 +10,9 @@ use tracing::warn;
 
 use super::{lock, Shared};
 use crate::{
-    clock::{monotonic_ns, unix_now},
+    host::clock::{monotonic_ns, unix_now},
+    host::paths::PinDir,
     maps::{Maps, SweepTtl, Swept},
-    paths::PinDir,
 };
 
 /// How long a flow closed by a RST stays in the table, and a flow in

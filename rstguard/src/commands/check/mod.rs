@@ -21,8 +21,8 @@ use super::print_json;
 use crate::{
     cli::{AttachArgs, CheckArgs, Cli, Commands},
     config::{self, Settings},
-    kernel,
-    paths::PinDir,
+    host::kernel,
+    host::paths::PinDir,
 };
 
 #[derive(Serialize)]
@@ -151,9 +151,9 @@ fn check(pins: &PinDir, attach: AttachArgs) -> Vec<Item> {
             mode: settings.mode_for(&name),
             named,
             exists: link.is_some(),
-            driver: crate::iface::driver(&name).or_else(|| link.and_then(|l| l.kind.clone())),
+            driver: crate::host::iface::driver(&name).or_else(|| link.and_then(|l| l.kind.clone())),
             xdp: link.and_then(|l| l.xdp.clone()),
-            arphrd: crate::iface::device_type(&name),
+            arphrd: crate::host::iface::device_type(&name),
             name,
         };
         items.push(judge::iface(&f, PROG_XDP, holder.is_some()));

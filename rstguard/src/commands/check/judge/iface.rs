@@ -3,7 +3,7 @@
 //! attached.
 
 use super::Item;
-use crate::{config::ModeArg, iface::LinkType};
+use crate::{config::ModeArg, host::iface::LinkType};
 
 /// Whether a driver runs XDP itself (native, or driver, mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,7 +161,7 @@ pub fn iface(f: &Iface, prog_xdp: &str, daemon_here: bool) -> Item {
     let veth_skb = f
         .driver
         .as_deref()
-        .is_some_and(|d| crate::iface::PREFER_SKB.contains(&d));
+        .is_some_and(|d| crate::host::iface::PREFER_SKB.contains(&d));
     match (f.mode, native) {
         (ModeArg::Skb, _) => {
             detail.push_str("; --mode skb: generic XDP");

@@ -8,7 +8,7 @@ use serde::Serialize;
 mod iface;
 
 pub use self::iface::{iface, AttachedXdp, Iface};
-use crate::privileges::{self, Cap};
+use crate::host::privileges::{self, Cap};
 
 /// One line's verdict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
