@@ -134,26 +134,18 @@ pub fn collect(s: &Shared) -> Vec<MetricFamily> {
         .collect();
     f.add_devices(&devices);
 
-    f.add(
-        Fam::FlowTableEntries,
-        &[("table", "assured")],
-        s.state.flow_entries as f64,
-    );
-    f.add(
-        Fam::FlowTableEntries,
-        &[("table", "new")],
-        s.state.new_flow_entries as f64,
-    );
-    f.add(
-        Fam::FlowTableCapacity,
-        &[("table", "assured")],
-        s.state.flow_capacity as f64,
-    );
-    f.add(
-        Fam::FlowTableCapacity,
-        &[("table", "new")],
-        s.state.new_flow_capacity as f64,
-    );
+    let st = &s.state;
+    for (table, entries, capacity) in [
+        ("assured", st.flow_entries, st.flow_capacity),
+        ("new", st.new_flow_entries, st.new_flow_capacity),
+    ] {
+        f.add(Fam::FlowTableEntries, &[("table", table)], entries as f64);
+        f.add(
+            Fam::FlowTableCapacity,
+            &[("table", table)],
+            f64::from(capacity),
+        );
+    }
     f.add(Fam::FlowTableEvictions, &[], s.state.assured_evicted as f64);
 
     for a in &s.attached {
