@@ -172,3 +172,39 @@ fn each_second(
     }
     s.publish();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn died(spawn: impl FnOnce(&mut Tasks)) -> String {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let mut tasks = Tasks::new();
+            tasks.spawn("forever", std::future::pending());
+            spawn(&mut tasks);
+            let e = tasks.died().await;
+            tasks.drain().await;
+            e.to_string()
+        })
+    }
+
+    #[test]
+    fn a_task_that_dies_is_named_with_how() {
+        assert_eq!(
+            died(|t| t.spawn("events", async { anyhow::bail!("the ring broke") })),
+            "the events task stopped (the ring broke): detaching"
+        );
+        assert_eq!(
+            died(|t| t.spawn("sweeper", async { panic!("a bug") })),
+            "the sweeper task stopped (it panicked): detaching"
+        );
+        assert_eq!(
+            died(|t| t.spawn("metrics", async { Ok(()) })),
+            "the metrics task stopped (it returned): detaching"
+        );
+    }
+}
