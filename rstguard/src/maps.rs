@@ -48,7 +48,6 @@ macro_rules! maps {
                     $ty::try_from(&self.$field).map_err(|e| Error::map($name, e))
                 }
 
-                #[allow(dead_code, reason = "not every map is written")]
                 fn $field_mut(&mut self) -> Result<$ty<&mut MapData, $($p),+>, Error> {
                     $ty::try_from(&mut self.$field).map_err(|e| Error::map($name, e))
                 }
