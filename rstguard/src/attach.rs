@@ -19,25 +19,11 @@ use rstguard_common::status::{
 use tracing::{info, warn};
 
 use crate::{
+    config::ModeArg,
     ebpf::Loaded,
     error::Error,
-    iface::{Iface, LinkType},
+    host::iface::{Iface, LinkType},
 };
-
-/// `--mode`: how XDP attaches, with xdp-loader's names. `auto` picks by the
-/// kind of device: skb for those in `iface::PREFER_SKB` (veth), else native
-/// where the driver supports it, falling back to skb with a warning.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModeArg {
-    /// Native (driver) mode where the driver supports it, else skb.
-    #[default]
-    Auto,
-    /// Native (driver) mode only: fail where the driver lacks it.
-    Native,
-    /// Generic (skb) mode: works on every interface, after the skb is built.
-    Skb,
-}
 
 /// The XDP mode in force on an interface.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
@@ -253,11 +239,11 @@ fn attach_xdp(
         Some(libc::EOPNOTSUPP) => Error::XdpModeUnsupported {
             iface: iface.name.clone(),
             mode,
-            source: Box::new(e),
+            cause: Box::new(e),
         },
         _ => Error::XdpAttach {
             iface: iface.name.clone(),
-            source: Box::new(e),
+            cause: Box::new(e),
         },
     };
     match mode {
@@ -279,8 +265,8 @@ fn attach_xdp(
                 .map_err(|e| classify(e, "skb"))
         }
         ModeArg::Auto
-            if crate::iface::driver(&iface.name)
-                .is_some_and(|d| crate::iface::PREFER_SKB.contains(&d.as_str())) =>
+            if crate::host::iface::driver(&iface.name)
+                .is_some_and(|d| crate::host::iface::PREFER_SKB.contains(&d.as_str())) =>
         {
             info!(
                 iface = %iface.name,
@@ -294,10 +280,10 @@ fn attach_xdp(
         ModeArg::Auto => match xdp.attach_to_if_index(iface.index, XdpMode::Driver) {
             Ok(l) => Ok((l, XdpModeInForce::Native)),
             Err(e) => match classify(e, "native") {
-                Error::XdpModeUnsupported { source, .. } => {
+                Error::XdpModeUnsupported { cause, .. } => {
                     warn!(
                         iface = %iface.name,
-                        reason = %source,
+                        reason = %cause,
                         "NATIVE XDP UNAVAILABLE: falling back to generic (skb) mode, \
                          which runs later and costs more per packet"
                     );
@@ -314,9 +300,9 @@ fn attach_xdp(
 fn attach_tc(loaded: &mut Loaded, iface: &Iface) -> Result<(SchedClassifierLinkId, TcHook), Error> {
     let tc_err = |e: Box<dyn std::error::Error + Send + Sync>| Error::TcAttach {
         iface: iface.name.clone(),
-        source: e,
+        cause: e,
     };
-    let tcx = crate::kernel::has_tcx();
+    let tcx = crate::host::kernel::has_tcx();
     if !tcx {
         // Older kernels: the classifier hangs off a clsact qdisc, which may
         // already be there (another tool's, or ours from before).

@@ -2,11 +2,17 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use rstguard_common::{Action, Level};
-use serde::Deserialize;
+use std::collections::BTreeSet;
 
-use crate::{attach::ModeArg, paths::DEFAULT_PIN_ROOT, trust::Prefix};
+use clap::{
+    parser::ValueSource, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand,
+};
+
+use crate::{
+    config::{defaults::*, ActionArg, FixedLevel, LevelArg, ModeArg, StateArg},
+    host::paths::DEFAULT_PIN_ROOT,
+    trust::Prefix,
+};
 
 /// Drops spoofed TCP RSTs before the stack sees them.
 ///
@@ -171,9 +177,9 @@ pub struct CheckArgs {
     /// /etc/rstguard/rstguard.toml when it exists].
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// The XDP mode to check for (as `attach --mode`). [default: auto]
-    #[arg(long, value_enum)]
-    pub mode: Option<ModeArg>,
+    /// The XDP mode to check for (as `attach --mode`).
+    #[arg(long, value_enum, default_value_t = DEFAULT_MODE)]
+    pub mode: ModeArg,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
@@ -181,6 +187,9 @@ pub struct CheckArgs {
     /// interfaces, modes, config file and pin directory to check.
     #[arg(last = true, value_name = "ATTACH ARGS", conflicts_with_all = ["ifaces", "config", "mode"])]
     pub attach: Vec<String>,
+    /// The flags given (the rest hold their defaults).
+    #[arg(skip)]
+    pub given: Given,
 }
 
 #[derive(Debug, Args)]
@@ -210,18 +219,18 @@ pub struct AttachArgs {
 
     /// XDP attach mode: native (in the driver), skb (generic, works
     /// everywhere), or auto (native where the driver supports it, else skb
-    /// with a warning). The mode in force is printed. [default: auto]
-    #[arg(long, value_enum)]
-    pub mode: Option<ModeArg>,
+    /// with a warning). The mode in force is printed.
+    #[arg(long, value_enum, default_value_t = DEFAULT_MODE)]
+    pub mode: ModeArg,
 
     /// Where RSTs are judged from: socket (the local socket the kernel
     /// holds for the four-tuple: nothing is tracked), track (rstguard's own
     /// flow table, for traffic the host forwards), or auto (socket for RSTs
     /// to this host's own addresses, track for the rest). Socket mode needs
     /// Linux 5.10+, kernel BTF and CAP_PERFMON; auto falls back to track
-    /// with one line saying what is missing. [default: auto]
-    #[arg(long, value_enum)]
-    pub state: Option<crate::socket::StateArg>,
+    /// with one line saying what is missing.
+    #[arg(long, value_enum, default_value_t = DEFAULT_STATE)]
+    pub state: StateArg,
 
     #[command(flatten)]
     pub policy: PolicyArgs,
@@ -235,43 +244,46 @@ pub struct AttachArgs {
     /// seen): 128 bytes of kernel memory each. Only flows that proved
     /// themselves enter it, so a flood of new flows cannot flush it; when
     /// it is full, the least recently used assured flow makes room (counted
-    /// as evicted). [default: 1048576]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub flows: Option<u32>,
+    /// as evicted).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          default_value_t = DEFAULT_FLOWS)]
+    pub flows: u32,
 
     /// Capacity of the table of flows not yet assured (SYN_SENT, SYN_RECV,
     /// picked up from one side): a flood of SYNs churns this one. 128
-    /// bytes each. [default: 65536]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
-    pub new_flows: Option<u32>,
+    /// bytes each.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..),
+          default_value_t = DEFAULT_NEW_FLOWS)]
+    pub new_flows: u32,
 
     /// Seconds between counter summaries; 0 prints only the final one.
-    /// [default: 10]
-    #[arg(long, value_name = "SECS")]
-    pub interval: Option<u64>,
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_INTERVAL_SECS)]
+    pub interval: u64,
 
     /// Print counter summaries as JSON lines on stdout (logs stay on stderr).
     #[arg(long)]
     pub json: bool,
 
     /// Serve Prometheus metrics at http://ADDR:PORT/metrics.
-    /// [default: 127.0.0.1:9477]
-    #[arg(long, value_name = "ADDR:PORT")]
-    pub metrics: Option<String>,
+    #[arg(long, value_name = "ADDR:PORT", default_value = DEFAULT_METRICS)]
+    pub metrics: String,
 
     /// Serve no metrics.
     #[arg(long, conflicts_with = "metrics")]
     pub no_metrics: bool,
 
-    /// Event log lines per second at most (more are summarised). [default: 5]
-    #[arg(long, value_name = "N")]
-    pub log_events_per_sec: Option<u32>,
+    /// Event log lines per second at most (more are summarised).
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_LOG_EVENTS_PER_SEC)]
+    pub log_events_per_sec: u32,
 
     /// Events each CPU may send the daemon per second, whatever the flood
     /// (the kernel counts them down; the daemon refills them every 100 ms).
-    /// [default: 1000]
-    #[arg(long, value_name = "N")]
-    pub event_budget: Option<u32>,
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_EVENT_BUDGET_PER_SEC)]
+    pub event_budget: u32,
+
+    /// The flags given (the rest hold their defaults).
+    #[arg(skip)]
+    pub given: Given,
 }
 
 /// The policy the programs apply. It can change live, without reloading.
@@ -283,54 +295,50 @@ pub struct PolicyArgs {
     /// inside the window (a real peer re-sends an exact one). auto: start at
     /// the floor, go up one level when an attack lasts, back down after a
     /// quiet period (see --floor, --ceiling, --escalate-above,
-    /// --escalate-after, --relax-below, --quiet-period). [default: monitor]
-    #[arg(long = "policy", value_enum, value_name = "LEVEL")]
-    pub level: Option<LevelArg>,
+    /// --escalate-after, --relax-below, --quiet-period).
+    #[arg(long = "policy", value_enum, value_name = "LEVEL", default_value_t = DEFAULT_LEVEL)]
+    pub level: LevelArg,
 
-    /// Auto: the lowest level. [default: monitor]
-    #[arg(long, value_enum, value_name = "LEVEL")]
-    pub floor: Option<FixedLevel>,
+    /// Auto: the lowest level.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = DEFAULT_FLOOR)]
+    pub floor: FixedLevel,
 
-    /// Auto: the highest level. [default: strict]
-    #[arg(long, value_enum, value_name = "LEVEL")]
-    pub ceiling: Option<FixedLevel>,
+    /// Auto: the highest level.
+    #[arg(long, value_enum, value_name = "LEVEL", default_value_t = DEFAULT_CEILING)]
+    pub ceiling: FixedLevel,
 
     /// Auto: invalid RSTs per second (out_of_window, bad_syn_ack, in_window,
     /// rate_limited) at or above which a second counts as under attack.
-    /// [default: 100]
-    #[arg(long, value_name = "RATE")]
-    pub escalate_above: Option<f64>,
+    #[arg(long, value_name = "RATE", default_value_t = DEFAULT_ESCALATE_ABOVE)]
+    pub escalate_above: f64,
 
     /// Auto: consecutive attacked seconds before going up one level.
-    /// [default: 3]
-    #[arg(long, value_name = "SECS")]
-    pub escalate_after: Option<u32>,
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_ESCALATE_AFTER)]
+    pub escalate_after: u32,
 
     /// Auto: invalid RSTs per second below which a second counts as quiet
-    /// (below --escalate-above: between the two, nothing moves). [default: 10]
-    #[arg(long, value_name = "RATE")]
-    pub relax_below: Option<f64>,
+    /// (below --escalate-above: between the two, nothing moves).
+    #[arg(long, value_name = "RATE", default_value_t = DEFAULT_RELAX_BELOW)]
+    pub relax_below: f64,
 
     /// Auto: consecutive quiet seconds before going down one level.
-    /// [default: 60]
-    #[arg(long, value_name = "SECS")]
-    pub quiet_period: Option<u32>,
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_QUIET_PERIOD)]
+    pub quiet_period: u32,
 
-    /// What to do with RSTs of flows rstguard does not track. [default: pass]
-    #[arg(long, value_enum, value_name = "ACTION")]
-    pub no_flow: Option<ActionArg>,
+    /// What to do with RSTs of flows rstguard does not track.
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = DEFAULT_NO_FLOW)]
+    pub no_flow: ActionArg,
 
     /// What to do with RSTs of flows in TIME_WAIT (drop = RFC 1337).
-    /// [default: pass]
-    #[arg(long, value_enum, value_name = "ACTION")]
-    pub time_wait: Option<ActionArg>,
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = DEFAULT_TIME_WAIT)]
+    pub time_wait: ActionArg,
 
     /// What enforce does with frames whose TCP header rstguard cannot
     /// reach (more VLAN tags or IPv6 extension headers than the parser
     /// follows): they may hide a RST. Strict drops them, monitor passes
-    /// them. [default: pass]
-    #[arg(long, value_enum, value_name = "ACTION")]
-    pub unparsed: Option<ActionArg>,
+    /// them.
+    #[arg(long, value_enum, value_name = "ACTION", default_value_t = DEFAULT_UNPARSED)]
+    pub unparsed: ActionArg,
 
     /// Drop RSTs with a sequence number a peer uses but sent from another
     /// distance than the peer's own segments (TTL or hop limit off by more
@@ -343,15 +351,16 @@ pub struct PolicyArgs {
 
     /// How far a RST's TTL / hop limit may be from the peer's own before it
     /// counts as sent from another distance (the middlebox, idle_expired
-    /// and injected causes; --drop-injected). [default: 0]
-    #[arg(long, value_name = "HOPS")]
-    pub ttl_slack: Option<u8>,
+    /// and injected causes; --drop-injected).
+    #[arg(long, value_name = "HOPS", default_value_t = DEFAULT_TTL_SLACK)]
+    pub ttl_slack: u8,
 
     /// Idle time after which a middlebox (a NAT, a load balancer) may have
     /// forgotten a flow: an exact RST from another distance after it is
-    /// idle_expired. [default: 60]
-    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u16).range(1..))]
-    pub idle_after: Option<u16>,
+    /// idle_expired.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u16).range(1..),
+          default_value_t = DEFAULT_IDLE_AFTER_SECS)]
+    pub idle_after: u16,
 
     /// Track only flows whose SYN was seen (no mid-stream pickup). Flows
     /// that predate rstguard then count as no_flow.
@@ -359,70 +368,69 @@ pub struct PolicyArgs {
     pub no_pickup: bool,
 
     /// Inexact (in-window) RSTs one flow may let through per second, at
-    /// levels that pass them; 0 lets none through. [default: 10]
-    #[arg(long, value_name = "N")]
-    pub inexact_budget: Option<u32>,
+    /// levels that pass them; 0 lets none through.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_INEXACT_PER_SEC)]
+    pub inexact_budget: u32,
 
     /// Report one in N suspicious RSTs as an event (logged, and counted
     /// for the most attacked flows and ports), within --event-budget;
-    /// 0: none. [default: 1]
-    #[arg(long, value_name = "N")]
-    pub event_sample: Option<u32>,
+    /// 0: none.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_EVENT_SAMPLE)]
+    pub event_sample: u32,
 }
 
-/// `--policy`: a fixed level, or auto.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum LevelArg {
-    Monitor,
-    Enforce,
-    Strict,
-    Auto,
-}
-
-impl LevelArg {
-    /// The fixed level, or None for auto.
-    pub fn fixed(self) -> Option<Level> {
-        match self {
-            LevelArg::Monitor => Some(Level::Monitor),
-            LevelArg::Enforce => Some(Level::Enforce),
-            LevelArg::Strict => Some(Level::Strict),
-            LevelArg::Auto => None,
+impl Cli {
+    /// Parses a command line (`argv[0]` first), noting which flags of
+    /// `attach` and `check` were given: they override the config file,
+    /// where a flag left at its default does not.
+    pub fn parse_argv<I, T>(argv: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(argv)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        match (&mut cli.command, matches.subcommand()) {
+            (Commands::Attach(a), Some((_, m))) => a.given = Given::of(m),
+            (Commands::Check(c), Some((_, m))) => c.given = Given::of(m),
+            _ => {}
         }
+        Ok(cli)
     }
 }
 
-/// A level that is not auto (floors and ceilings).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FixedLevel {
-    Monitor,
-    Enforce,
-    Strict,
-}
+/// The flags a command line gave, by their ids (field names).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Given(BTreeSet<String>);
 
-impl From<FixedLevel> for Level {
-    fn from(l: FixedLevel) -> Level {
-        match l {
-            FixedLevel::Monitor => Level::Monitor,
-            FixedLevel::Enforce => Level::Enforce,
-            FixedLevel::Strict => Level::Strict,
-        }
+impl Given {
+    fn of(m: &ArgMatches) -> Given {
+        Given(
+            m.ids()
+                .map(|id| id.as_str())
+                .filter(|id| {
+                    matches!(
+                        m.value_source(id),
+                        Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+                    )
+                })
+                .map(str::to_string)
+                .collect(),
+        )
     }
-}
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ActionArg {
-    Pass,
-    Drop,
-}
+    /// Whether the flag of field `id` was given.
+    pub fn has(&self, id: &str) -> bool {
+        self.0.contains(id)
+    }
 
-impl From<ActionArg> for Action {
-    fn from(a: ActionArg) -> Action {
-        match a {
-            ActionArg::Pass => Action::Pass,
-            ActionArg::Drop => Action::Drop,
+    /// Flags over the file over defaults: `flag` when given, else the
+    /// file's value, else `flag` (its default).
+    pub fn pick<T>(&self, id: &str, flag: T, file: Option<T>) -> T {
+        if self.has(id) {
+            flag
+        } else {
+            file.unwrap_or(flag)
         }
     }
 }

@@ -38,18 +38,22 @@ pub struct AutoConfig {
 
 impl Default for AutoConfig {
     fn default() -> Self {
-        AutoConfig {
-            floor: Level::Monitor,
-            ceiling: Level::Strict,
-            escalate_above: 100.0,
-            relax_below: 10.0,
-            escalate_after: 3,
-            quiet_period: 60,
-        }
+        AutoConfig::DEFAULT
     }
 }
 
 impl AutoConfig {
+    /// The defaults of `--floor`, `--ceiling`, `--escalate-above`,
+    /// `--relax-below`, `--escalate-after` and `--quiet-period`.
+    pub const DEFAULT: AutoConfig = AutoConfig {
+        floor: Level::Monitor,
+        ceiling: Level::Strict,
+        escalate_above: 100.0,
+        relax_below: 10.0,
+        escalate_after: 3,
+        quiet_period: 60,
+    };
+
     /// Checks the settings make sense together.
     pub fn validate(&self) -> Result<(), String> {
         if self.floor > self.ceiling {

@@ -7,7 +7,7 @@ use aya::{
 };
 use rstguard_common::{judge::socket::SockFields, layout};
 
-use crate::{error::Error, kernel, maps::Maps};
+use crate::{error::Error, host::kernel, maps::Maps};
 
 /// The object built by `build.rs` (empty when built with `AYA_BUILD_SKIP`).
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rstguard"));

@@ -1,5 +1,9 @@
 //! Errors of the library modules. Each says what went wrong and, where the
 //! operator can do something, what to do.
+//!
+//! A variant that prints its cause in its own message (`: {cause}`) does not
+//! also report it as its `source()`: under `{e:#}` (anyhow's chain) each
+//! cause is then printed once.
 
 use std::io;
 
@@ -42,10 +46,10 @@ pub enum Error {
     SocketMode(String),
 
     #[error("cannot list this host's addresses: {0}")]
-    LocalAddrs(#[source] io::Error),
+    LocalAddrs(io::Error),
 
     #[error("loading the eBPF object failed: {0}")]
-    Load(#[source] Box<aya::EbpfError>),
+    Load(Box<aya::EbpfError>),
 
     #[error("the eBPF object has no program '{0}': is this binary's object from another version?")]
     MissingProgram(&'static str),
@@ -53,22 +57,20 @@ pub enum Error {
     #[error("the eBPF object has no map '{0}': is this binary's object from another version?")]
     MissingMap(&'static str),
 
-    #[error("program {name}: {source}")]
+    #[error("program {name}: {cause}")]
     Program {
         name: &'static str,
-        #[source]
-        source: Box<aya::programs::ProgramError>,
+        cause: Box<aya::programs::ProgramError>,
     },
 
-    #[error("map {name}: {source}")]
+    #[error("map {name}: {cause}")]
     Map {
         name: &'static str,
-        #[source]
-        source: Box<aya::maps::MapError>,
+        cause: Box<aya::maps::MapError>,
     },
 
     #[error("cannot count the possible CPUs: {0}")]
-    Cpus(#[source] io::Error),
+    Cpus(io::Error),
 
     #[error(
         "interface index {0} is above 65535, the most rstguard's per-interface tables hold; \
@@ -105,28 +107,25 @@ pub enum Error {
     XdpBusy { iface: String },
 
     #[error(
-        "interface {iface} does not support XDP in {mode} mode ({source}); \
+        "interface {iface} does not support XDP in {mode} mode ({cause}); \
          try `--mode skb`, which works on every interface"
     )]
     XdpModeUnsupported {
         iface: String,
         mode: &'static str,
-        #[source]
-        source: Box<aya::programs::ProgramError>,
+        cause: Box<aya::programs::ProgramError>,
     },
 
-    #[error("attaching XDP to {iface} failed: {source}")]
+    #[error("attaching XDP to {iface} failed: {cause}")]
     XdpAttach {
         iface: String,
-        #[source]
-        source: Box<aya::programs::ProgramError>,
+        cause: Box<aya::programs::ProgramError>,
     },
 
-    #[error("attaching the egress classifier to {iface} failed: {source}")]
+    #[error("attaching the egress classifier to {iface} failed: {cause}")]
     TcAttach {
         iface: String,
-        #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        cause: Box<dyn std::error::Error + Send + Sync>,
     },
 
     #[error(
@@ -139,11 +138,10 @@ pub enum Error {
         caps_setcap: String,
     },
 
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {cause}", path.display())]
     Io {
         path: std::path::PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
 
     #[error("cannot pin maps under {}: {reason}", path.display())]
@@ -167,18 +165,16 @@ pub enum Error {
     )]
     NotRunning { dir: std::path::PathBuf },
 
-    #[error("opening the pinned map {}: {source}", path.display())]
+    #[error("opening the pinned map {}: {cause}", path.display())]
     Pinned {
         path: std::path::PathBuf,
-        #[source]
-        source: Box<aya::maps::MapError>,
+        cause: Box<aya::maps::MapError>,
     },
 
-    #[error("pinning {}: {source}", path.display())]
+    #[error("pinning {}: {cause}", path.display())]
     Pin {
         path: std::path::PathBuf,
-        #[source]
-        source: Box<aya::pin::PinError>,
+        cause: Box<aya::pin::PinError>,
     },
 
     #[error("bad prefix '{text}': {reason}")]
@@ -186,17 +182,17 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(path: &std::path::Path, source: io::Error) -> Error {
+    pub fn io(path: &std::path::Path, cause: io::Error) -> Error {
         Error::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         }
     }
 
     pub fn program(name: &'static str, e: aya::programs::ProgramError) -> Error {
         Error::Program {
             name,
-            source: Box::new(e),
+            cause: Box::new(e),
         }
     }
 
@@ -216,14 +212,14 @@ impl Error {
         let log = if log.trim().is_empty() {
             "but the kernel wrote none".to_string()
         } else {
-            match crate::paths::write_verifier_log(name, &log) {
+            match crate::host::paths::write_verifier_log(name, &log) {
                 Ok(path) => format!("written to {}", path.display()),
                 Err(why) => format!("which could not be written anywhere ({why})"),
             }
         };
         Error::Verifier {
             program: name,
-            kernel: crate::kernel::release(),
+            kernel: crate::host::kernel::release(),
             reason,
             log,
         }
@@ -232,7 +228,7 @@ impl Error {
     pub fn map(name: &'static str, e: aya::maps::MapError) -> Error {
         Error::Map {
             name,
-            source: Box::new(e),
+            cause: Box::new(e),
         }
     }
 }
@@ -294,6 +290,20 @@ fn verifier_reason(log: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_cause_prints_once_in_a_chain() {
+        let errors = [
+            Error::io(std::path::Path::new("/x"), io::Error::other("boom")),
+            Error::map("FLOWS", aya::maps::MapError::KeyNotFound),
+            Error::Cpus(io::Error::other("boom")),
+        ];
+        for e in errors {
+            let shown = e.to_string();
+            let chain = format!("{:#}", anyhow::Error::from(e));
+            assert_eq!(chain, shown, "the cause is printed once");
+        }
+    }
 
     #[test]
     fn a_verifier_log_becomes_its_last_words() {

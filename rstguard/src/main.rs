@@ -1,6 +1,5 @@
 use std::{io::IsTerminal, process::ExitCode};
 
-use clap::Parser;
 use rstguard::{
     cli::{Cli, Commands},
     commands,
@@ -9,7 +8,7 @@ use rstguard::{
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_argv(std::env::args_os()).unwrap_or_else(|e| e.exit());
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("RSTGUARD_LOG").unwrap_or_else(|_| EnvFilter::new("info")),

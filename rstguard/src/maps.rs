@@ -18,20 +18,54 @@ use rstguard_common::{
     Counters, DaemonStatus, Flow, FlowKey, FlowState, Policy, ResetRecord,
 };
 
-use crate::{error::Error, paths::PinDir, trust::Prefix};
+use crate::{error::Error, host::paths::PinDir, trust::Prefix};
 
 /// The maps other processes use (all but the event ring buffer, which only
-/// the daemon reads).
-pub struct Maps {
-    flows: Map,
-    embryonic: Map,
-    counters: Map,
-    policy: Map,
-    slots: Map,
-    slot_ifaces: Map,
-    trusted: Map,
-    state: Map,
-    resets: Map,
+/// the daemon reads), with one typed handle each: `Maps::<map>()` and
+/// `Maps::<map>_mut()` give the map as the type its contents have, and
+/// name it in errors. No call site looks a map up by name or types it.
+macro_rules! maps {
+    ($($field:ident, $field_mut:ident: $name:expr => $ty:ident<$($p:ty),+>;)+) => {
+        pub struct Maps {
+            $($field: Map,)+
+        }
+
+        impl Maps {
+            /// Every map, taken or opened by its name.
+            fn each(mut get: impl FnMut(&'static str) -> Result<Map, Error>) -> Result<Maps, Error> {
+                Ok(Maps {
+                    $($field: get($name)?,)+
+                })
+            }
+
+            /// Every map with its name (to pin them).
+            fn named(&self) -> Vec<(&'static str, &Map)> {
+                vec![$(($name, &self.$field)),+]
+            }
+
+            $(
+                fn $field(&self) -> Result<$ty<&MapData, $($p),+>, Error> {
+                    $ty::try_from(&self.$field).map_err(|e| Error::map($name, e))
+                }
+
+                fn $field_mut(&mut self) -> Result<$ty<&mut MapData, $($p),+>, Error> {
+                    $ty::try_from(&mut self.$field).map_err(|e| Error::map($name, e))
+                }
+            )+
+        }
+    };
+}
+
+maps! {
+    assured_map, assured_map_mut: layout::FLOWS => HashMap<FlowKey, Flow>;
+    embryonic_map, embryonic_map_mut: layout::EMBRYONIC => HashMap<FlowKey, Flow>;
+    counters_map, counters_map_mut: layout::COUNTERS => PerCpuArray<Counters>;
+    policy_map, policy_map_mut: layout::POLICY => Array<Policy>;
+    slots_map, slots_map_mut: layout::IFACE_SLOTS => Array<u32>;
+    slot_ifaces_map, slot_ifaces_map_mut: layout::SLOT_IFACES => Array<u32>;
+    trusted_map, trusted_map_mut: layout::TRUSTED => LpmTrie<TrustKey, u8>;
+    status_map, status_map_mut: layout::STATUS => Array<DaemonStatus>;
+    resets_map, resets_map_mut: layout::RESETS => Array<ResetRecord>;
 }
 
 fn take(ebpf: &mut Ebpf, name: &'static str) -> Result<Map, Error> {
@@ -42,7 +76,7 @@ fn open(pins: &PinDir, name: &'static str) -> Result<Map, Error> {
     let path = pins.map(name);
     let data = MapData::from_pin(&path).map_err(|e| Error::Pinned {
         path: path.clone(),
-        source: Box::new(e),
+        cause: Box::new(e),
     })?;
     Map::from_map_data(data).map_err(|e| Error::map(name, e))
 }
@@ -50,17 +84,7 @@ fn open(pins: &PinDir, name: &'static str) -> Result<Map, Error> {
 impl Maps {
     /// Takes the maps out of a loaded object (the programs keep using them).
     pub fn from_ebpf(ebpf: &mut Ebpf) -> Result<Maps, Error> {
-        Ok(Maps {
-            flows: take(ebpf, layout::FLOWS)?,
-            embryonic: take(ebpf, layout::EMBRYONIC)?,
-            counters: take(ebpf, layout::COUNTERS)?,
-            policy: take(ebpf, layout::POLICY)?,
-            slots: take(ebpf, layout::IFACE_SLOTS)?,
-            slot_ifaces: take(ebpf, layout::SLOT_IFACES)?,
-            trusted: take(ebpf, layout::TRUSTED)?,
-            state: take(ebpf, layout::STATUS)?,
-            resets: take(ebpf, layout::RESETS)?,
-        })
+        Maps::each(|name| take(ebpf, name))
     }
 
     /// Opens the maps a daemon pinned.
@@ -68,36 +92,16 @@ impl Maps {
         if !pins.exists() {
             return Err(Error::NotRunning { dir: pins.dir() });
         }
-        Ok(Maps {
-            flows: open(pins, layout::FLOWS)?,
-            embryonic: open(pins, layout::EMBRYONIC)?,
-            counters: open(pins, layout::COUNTERS)?,
-            policy: open(pins, layout::POLICY)?,
-            slots: open(pins, layout::IFACE_SLOTS)?,
-            slot_ifaces: open(pins, layout::SLOT_IFACES)?,
-            trusted: open(pins, layout::TRUSTED)?,
-            state: open(pins, layout::STATUS)?,
-            resets: open(pins, layout::RESETS)?,
-        })
+        Maps::each(|name| open(pins, name))
     }
 
     /// Pins every map under `pins`.
     pub fn pin(&self, pins: &PinDir) -> Result<(), Error> {
-        for (name, map) in [
-            (layout::FLOWS, &self.flows),
-            (layout::EMBRYONIC, &self.embryonic),
-            (layout::COUNTERS, &self.counters),
-            (layout::POLICY, &self.policy),
-            (layout::IFACE_SLOTS, &self.slots),
-            (layout::SLOT_IFACES, &self.slot_ifaces),
-            (layout::TRUSTED, &self.trusted),
-            (layout::STATUS, &self.state),
-            (layout::RESETS, &self.resets),
-        ] {
+        for (name, map) in self.named() {
             let path = pins.map(name);
             map.pin(&path).map_err(|e| Error::Pin {
                 path,
-                source: Box::new(e),
+                cause: Box::new(e),
             })?;
         }
         Ok(())
@@ -110,7 +114,7 @@ impl Maps {
         if ifindex >= layout::IFINDEX_LIMIT {
             return Ok(None);
         }
-        let map: Array<&MapData, u32> = typed(&self.slots, layout::IFACE_SLOTS)?;
+        let map = self.slots_map()?;
         let word = map
             .get(&ifindex, 0)
             .map_err(|e| Error::map(layout::IFACE_SLOTS, e))?;
@@ -129,29 +133,27 @@ impl Maps {
         if let Some(slot) = self.slot_of(ifindex)? {
             return Ok(slot);
         }
-        let owners: Array<&MapData, u32> = typed(&self.slot_ifaces, layout::SLOT_IFACES)?;
+        let owners = self.slot_ifaces_map()?;
         let slot = (1..layout::SLOTS)
             .find(|s| owners.get(s, 0).is_ok_and(|owner| owner == 0))
             .ok_or(Error::TooManyInterfaces)?;
         let ncpus = nr_cpus().map_err(|(_, e)| Error::Cpus(e))?;
         let zeros = PerCpuValues::try_from(vec![Counters::default(); ncpus])
             .map_err(|e| Error::Cpus(std::io::Error::other(e)))?;
-        let mut counters: PerCpuArray<&mut MapData, Counters> =
-            typed_mut(&mut self.counters, layout::COUNTERS)?;
+        let mut counters = self.counters_map_mut()?;
         counters
             .set(slot, zeros, 0)
             .map_err(|e| Error::map(layout::COUNTERS, e))?;
         let default = self.default_policy()?;
-        let mut policy: Array<&mut MapData, Policy> = typed_mut(&mut self.policy, layout::POLICY)?;
+        let mut policy = self.policy_map_mut()?;
         policy
             .set(slot, default, 0)
             .map_err(|e| Error::map(layout::POLICY, e))?;
-        let mut owners: Array<&mut MapData, u32> =
-            typed_mut(&mut self.slot_ifaces, layout::SLOT_IFACES)?;
+        let mut owners = self.slot_ifaces_map_mut()?;
         owners
             .set(slot, ifindex, 0)
             .map_err(|e| Error::map(layout::SLOT_IFACES, e))?;
-        let mut slots: Array<&mut MapData, u32> = typed_mut(&mut self.slots, layout::IFACE_SLOTS)?;
+        let mut slots = self.slots_map_mut()?;
         let word = if l3 { slot | layout::SLOT_L3 } else { slot };
         slots
             .set(ifindex, word, 0)
@@ -170,7 +172,7 @@ impl Maps {
         if ifindex >= layout::IFINDEX_LIMIT {
             return Err(Error::IfindexTooLarge(ifindex));
         }
-        let mut slots: Array<&mut MapData, u32> = typed_mut(&mut self.slots, layout::IFACE_SLOTS)?;
+        let mut slots = self.slots_map_mut()?;
         let word = slots
             .get(&ifindex, 0)
             .map_err(|e| Error::map(layout::IFACE_SLOTS, e))?;
@@ -181,7 +183,7 @@ impl Maps {
 
     /// (slot, ifindex) of every claimed slot.
     fn claimed(&self) -> Result<Vec<(u32, u32)>, Error> {
-        let owners: Array<&MapData, u32> = typed(&self.slot_ifaces, layout::SLOT_IFACES)?;
+        let owners = self.slot_ifaces_map()?;
         let mut out = Vec::new();
         for slot in 1..layout::SLOTS {
             let owner = owners
@@ -197,7 +199,7 @@ impl Maps {
     // ---- counters ----
 
     fn slot_counters(&self, slot: u32) -> Result<Counters, Error> {
-        let map: PerCpuArray<&MapData, Counters> = typed(&self.counters, layout::COUNTERS)?;
+        let map = self.counters_map()?;
         let per_cpu = map
             .get(&slot, 0)
             .map_err(|e| Error::map(layout::COUNTERS, e))?;
@@ -227,17 +229,17 @@ impl Maps {
 
     // ---- flows ----
 
-    fn table(&self, t: FlowTable) -> &Map {
+    fn table(&self, t: FlowTable) -> Result<HashMap<&MapData, FlowKey, Flow>, Error> {
         match t {
-            FlowTable::Assured => &self.flows,
-            FlowTable::Embryonic => &self.embryonic,
+            FlowTable::Assured => self.assured_map(),
+            FlowTable::Embryonic => self.embryonic_map(),
         }
     }
 
-    fn table_mut(&mut self, t: FlowTable) -> &mut Map {
+    fn table_mut(&mut self, t: FlowTable) -> Result<HashMap<&mut MapData, FlowKey, Flow>, Error> {
         match t {
-            FlowTable::Assured => &mut self.flows,
-            FlowTable::Embryonic => &mut self.embryonic,
+            FlowTable::Assured => self.assured_map_mut(),
+            FlowTable::Embryonic => self.embryonic_map_mut(),
         }
     }
 
@@ -245,7 +247,11 @@ impl Maps {
     /// (`memlock`).
     pub fn flows_memory(&self, t: FlowTable) -> Option<u64> {
         use std::os::fd::{AsFd, AsRawFd};
-        let fd = match self.table(t) {
+        let map = match t {
+            FlowTable::Assured => &self.assured_map,
+            FlowTable::Embryonic => &self.embryonic_map,
+        };
+        let fd = match map {
             Map::LruHashMap(d) | Map::HashMap(d) => d.fd().as_fd().as_raw_fd(),
             _ => return None,
         };
@@ -258,7 +264,7 @@ impl Maps {
     /// The flow of `key`, and the table it lives in.
     pub fn find(&self, key: &FlowKey) -> Result<Option<(Flow, FlowTable)>, Error> {
         for t in FlowTable::ALL {
-            let map: HashMap<&MapData, FlowKey, Flow> = typed(self.table(t), t.map_name())?;
+            let map = self.table(t)?;
             match map.get(key, 0) {
                 Ok(flow) => return Ok(Some((flow, t))),
                 Err(MapError::KeyNotFound) => {}
@@ -270,8 +276,7 @@ impl Maps {
 
     /// Writes a flow into a table (the benchmarks fill tables this way).
     pub fn insert_flow(&mut self, t: FlowTable, key: &FlowKey, flow: &Flow) -> Result<(), Error> {
-        let mut map: HashMap<&mut MapData, FlowKey, Flow> =
-            typed_mut(self.table_mut(t), t.map_name())?;
+        let mut map = self.table_mut(t)?;
         map.insert(key, flow, 0)
             .map_err(|e| Error::map(t.map_name(), e))
     }
@@ -286,7 +291,7 @@ impl Maps {
     pub fn flows(&self, limit: usize) -> Result<Vec<(FlowKey, Flow, FlowTable)>, Error> {
         let mut out = Vec::new();
         for t in FlowTable::ALL {
-            let map: HashMap<&MapData, FlowKey, Flow> = typed(self.table(t), t.map_name())?;
+            let map = self.table(t)?;
             for item in map.iter() {
                 if out.len() >= limit {
                     return Ok(out);
@@ -331,7 +336,7 @@ impl Maps {
         ttl: &SweepTtl,
         now_ns: u64,
     ) -> Result<(u64, Vec<FlowKey>), Error> {
-        let map: HashMap<&MapData, FlowKey, Flow> = typed(self.table(t), t.map_name())?;
+        let map = self.table(t)?;
         let mut stale = Vec::new();
         let mut count = 0u64;
         for item in map.iter() {
@@ -361,8 +366,7 @@ impl Maps {
         ttl: &SweepTtl,
         now_ns: u64,
     ) -> Result<u64, Error> {
-        let mut map: HashMap<&mut MapData, FlowKey, Flow> =
-            typed_mut(self.table_mut(t), t.map_name())?;
+        let mut map = self.table_mut(t)?;
         let mut removed = 0;
         for key in keys {
             match map.get(key, 0) {
@@ -382,7 +386,7 @@ impl Maps {
     // ---- policy ----
 
     fn slot_policy(&self, slot: u32) -> Result<Policy, Error> {
-        let map: Array<&MapData, Policy> = typed(&self.policy, layout::POLICY)?;
+        let map = self.policy_map()?;
         map.get(&slot, 0).map_err(|e| Error::map(layout::POLICY, e))
     }
 
@@ -419,7 +423,7 @@ impl Maps {
         } else {
             p.flags &= !POLICY_HAS_TRUSTED;
         }
-        let mut map: Array<&mut MapData, Policy> = typed_mut(&mut self.policy, layout::POLICY)?;
+        let mut map = self.policy_map_mut()?;
         map.set(slot, p, 0)
             .map_err(|e| Error::map(layout::POLICY, e))
     }
@@ -443,15 +447,14 @@ impl Maps {
     }
 
     fn has_trusted(&self) -> Result<bool, Error> {
-        let map: LpmTrie<&MapData, TrustKey, u8> = typed(&self.trusted, layout::TRUSTED)?;
+        let map = self.trusted_map()?;
         Ok(map.keys().next().is_some())
     }
 
     // ---- trusted prefixes ----
 
     pub fn trust(&mut self, prefix: &Prefix) -> Result<(), Error> {
-        let mut map: LpmTrie<&mut MapData, TrustKey, u8> =
-            typed_mut(&mut self.trusted, layout::TRUSTED)?;
+        let mut map = self.trusted_map_mut()?;
         map.insert(&Key::new(prefix.lpm_len(), prefix.lpm_data()), 1, 0)
             .map_err(|e| Error::map(layout::TRUSTED, e))?;
         self.sync_trusted_flag()
@@ -459,8 +462,7 @@ impl Maps {
 
     /// Removes a prefix; false when it was not there.
     pub fn distrust(&mut self, prefix: &Prefix) -> Result<bool, Error> {
-        let mut map: LpmTrie<&mut MapData, TrustKey, u8> =
-            typed_mut(&mut self.trusted, layout::TRUSTED)?;
+        let mut map = self.trusted_map_mut()?;
         match map.remove(&Key::new(prefix.lpm_len(), prefix.lpm_data())) {
             Ok(()) => {}
             Err(MapError::KeyNotFound) => return Ok(false),
@@ -471,7 +473,7 @@ impl Maps {
     }
 
     pub fn trusted(&self) -> Result<Vec<Prefix>, Error> {
-        let map: LpmTrie<&MapData, TrustKey, u8> = typed(&self.trusted, layout::TRUSTED)?;
+        let map = self.trusted_map()?;
         let mut out = Vec::new();
         for key in map.keys() {
             let key = key.map_err(|e| Error::map(layout::TRUSTED, e))?;
@@ -486,13 +488,12 @@ impl Maps {
     // ---- daemon state ----
 
     pub fn state(&self) -> Result<DaemonStatus, Error> {
-        let map: Array<&MapData, DaemonStatus> = typed(&self.state, layout::STATUS)?;
+        let map = self.status_map()?;
         map.get(&0, 0).map_err(|e| Error::map(layout::STATUS, e))
     }
 
     pub fn set_state(&mut self, state: &DaemonStatus) -> Result<(), Error> {
-        let mut map: Array<&mut MapData, DaemonStatus> =
-            typed_mut(&mut self.state, layout::STATUS)?;
+        let mut map = self.status_map_mut()?;
         map.set(0, state, 0)
             .map_err(|e| Error::map(layout::STATUS, e))
     }
@@ -501,8 +502,7 @@ impl Maps {
 
     /// Writes `record` in its place in the ring (by its number).
     pub fn record_reset(&mut self, record: &ResetRecord) -> Result<(), Error> {
-        let mut map: Array<&mut MapData, ResetRecord> =
-            typed_mut(&mut self.resets, layout::RESETS)?;
+        let mut map = self.resets_map_mut()?;
         let index = (record.number % u64::from(layout::RESETS_KEPT)) as u32;
         map.set(index, record, 0)
             .map_err(|e| Error::map(layout::RESETS, e))
@@ -511,7 +511,7 @@ impl Maps {
     /// Every record written so far that the ring still holds, oldest
     /// first.
     pub fn resets(&self) -> Result<Vec<ResetRecord>, Error> {
-        let map: Array<&MapData, ResetRecord> = typed(&self.resets, layout::RESETS)?;
+        let map = self.resets_map()?;
         let mut all = Vec::new();
         for i in 0..layout::RESETS_KEPT {
             let r = map.get(&i, 0).map_err(|e| Error::map(layout::RESETS, e))?;
@@ -586,18 +586,4 @@ pub fn sum<'a>(per_cpu: impl Iterator<Item = &'a Counters>) -> Counters {
         total.add(c);
     }
     total
-}
-
-fn typed<'a, T>(map: &'a Map, name: &'static str) -> Result<T, Error>
-where
-    T: TryFrom<&'a Map, Error = MapError>,
-{
-    T::try_from(map).map_err(|e| Error::map(name, e))
-}
-
-fn typed_mut<'a, T>(map: &'a mut Map, name: &'static str) -> Result<T, Error>
-where
-    T: TryFrom<&'a mut Map, Error = MapError>,
-{
-    T::try_from(map).map_err(|e| Error::map(name, e))
 }

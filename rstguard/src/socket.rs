@@ -3,7 +3,7 @@
 //! why), each interface's state source, and the set of this host's own
 //! addresses that `auto` judges by socket.
 
-use std::{collections::BTreeSet, fmt, net::IpAddr, path::Path};
+use std::{collections::BTreeSet, net::IpAddr, path::Path};
 
 use aya::maps::{HashMap, MapData};
 use rstguard_common::{
@@ -15,39 +15,10 @@ use tracing::{info, warn};
 
 use crate::{
     btf,
+    config::StateArg,
     ebpf::{LoadOptions, Loaded},
     error::Error,
 };
-
-/// `--state`: where RSTs are judged from.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum StateArg {
-    /// RSTs addressed to this host's own addresses against its sockets,
-    /// the rest (forwarded traffic) against the flow table.
-    #[default]
-    Auto,
-    /// Every RST against the local sockets; nothing is tracked.
-    Socket,
-    /// Every RST against the flow table (rstguard's own tracking).
-    Track,
-}
-
-impl StateArg {
-    pub fn source(self) -> Source {
-        match self {
-            StateArg::Auto => Source::Auto,
-            StateArg::Socket => Source::Socket,
-            StateArg::Track => Source::Track,
-        }
-    }
-}
-
-impl fmt::Display for StateArg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.source().name())
-    }
-}
 
 /// Whether socket mode runs, and if not, why.
 #[derive(Clone, Debug, PartialEq, Eq)]

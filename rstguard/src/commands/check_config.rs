@@ -2,12 +2,10 @@
 
 use std::path::Path;
 
-use clap::Parser;
-
 use crate::{
     cli::{Cli, Commands},
     config,
-    policy::describe,
+    show::policy::describe,
 };
 
 pub fn run(file: &Path) -> anyhow::Result<()> {
@@ -21,7 +19,7 @@ pub fn run(file: &Path) -> anyhow::Result<()> {
     };
     let mut argv = vec!["rstguard", "attach"];
     argv.extend(stand_in);
-    let args = match Cli::try_parse_from(argv)?.command {
+    let args = match Cli::parse_argv(argv)?.command {
         Commands::Attach(a) => a,
         _ => unreachable!("parsed an attach command"),
     };

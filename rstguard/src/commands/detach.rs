@@ -13,7 +13,7 @@ use nix::{sys::signal, unistd::Pid};
 use rstguard_common::layout::PROG_TC;
 
 use super::cstr;
-use crate::{attach::link_exists, cli::DetachArgs, maps::Maps, paths::PinDir};
+use crate::{attach::link_exists, cli::DetachArgs, host::paths::PinDir, maps::Maps};
 
 pub fn run(pins: &PinDir, args: &DetachArgs) -> anyhow::Result<()> {
     if !args.all && args.ifaces.is_empty() {

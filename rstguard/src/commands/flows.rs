@@ -10,10 +10,10 @@ use serde::Serialize;
 use super::print_json;
 use crate::{
     cli::FlowsArgs,
-    clock::monotonic_ns,
-    explain::endpoints,
+    host::clock::monotonic_ns,
+    host::paths::PinDir,
     maps::{age_ns, FlowTable, Maps},
-    paths::PinDir,
+    show::explain::endpoints,
 };
 
 #[derive(Serialize)]

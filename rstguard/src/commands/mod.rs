@@ -11,8 +11,6 @@ pub mod stats;
 pub mod status;
 pub mod trust;
 
-use std::ffi::CStr;
-
 use rstguard_common::DaemonStatus;
 
 /// The name of an interface: from the daemon's state, else the kernel's.
@@ -26,16 +24,9 @@ pub fn iface_name(state: Option<&DaemonStatus>, ifindex: u32) -> String {
             return cstr(&i.name);
         }
     }
-    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
-    // SAFETY: buf has IF_NAMESIZE bytes, as if_indextoname requires.
-    let p = unsafe { libc::if_indextoname(ifindex, buf.as_mut_ptr()) };
-    if p.is_null() {
-        format!("if{ifindex}")
-    } else {
-        // SAFETY: on success the buffer holds a NUL-terminated name.
-        unsafe { CStr::from_ptr(buf.as_ptr()) }
-            .to_string_lossy()
-            .into_owned()
+    match nix::net::if_::if_indextoname(ifindex) {
+        Ok(name) => name.to_string_lossy().into_owned(),
+        Err(_) => format!("if{ifindex}"),
     }
 }
 

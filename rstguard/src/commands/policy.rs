@@ -8,9 +8,9 @@ use serde_json::json;
 use super::{iface_name, print_json};
 use crate::{
     cli::PolicyCmd,
+    host::paths::PinDir,
     maps::Maps,
-    paths::PinDir,
-    policy::{apply, describe, PolicyView},
+    show::policy::{apply, describe, PolicyView},
 };
 
 pub fn run(pins: &PinDir, cmd: &PolicyCmd) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@ use std::{io::Write, thread, time::Duration};
 use rstguard_common::{layout::RESETS_KEPT, DaemonStatus, ResetRecord};
 
 use super::{iface_name, print_json};
-use crate::{cli::ResetsArgs, explain::ResetView, maps::Maps, paths::PinDir};
+use crate::{cli::ResetsArgs, host::paths::PinDir, maps::Maps, show::explain::ResetView};
 
 /// How often --follow looks for new records.
 const POLL: Duration = Duration::from_millis(200);

@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 use super::{iface_name, print_json};
 use crate::{
     cli::StatsArgs,
-    counters::{summary_line, Named},
+    host::paths::PinDir,
     maps::Maps,
-    paths::PinDir,
+    show::counters::{summary_line, Named},
 };
 
 pub fn run(pins: &PinDir, args: &StatsArgs) -> anyhow::Result<()> {

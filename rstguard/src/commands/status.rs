@@ -9,11 +9,11 @@ use serde::Serialize;
 use super::{cstr, iface_name, print_json};
 use crate::{
     attach::{link_exists, TcHook, XdpModeInForce},
-    clock::unix_now,
-    explain::endpoints,
+    host::clock::unix_now,
+    host::paths::PinDir,
     maps::Maps,
-    paths::PinDir,
-    policy::{describe, PolicyView},
+    show::explain::endpoints,
+    show::policy::{describe, PolicyView},
 };
 use rstguard_common::{
     act::POLICY_PINNED, state::track::Ignore, status::LINK_IP, Action, Cause, Counter,

@@ -1,7 +1,7 @@
 //! `rstguard trust add|del|list`: trusted source prefixes, live.
 
 use super::print_json;
-use crate::{cli::TrustCmd, maps::Maps, paths::PinDir};
+use crate::{cli::TrustCmd, host::paths::PinDir, maps::Maps};
 
 pub fn run(pins: &PinDir, cmd: &TrustCmd) -> anyhow::Result<()> {
     let mut maps = Maps::open(pins)?;

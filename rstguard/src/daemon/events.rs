@@ -18,10 +18,10 @@ use rstguard_common::{
 };
 use tracing::{info, warn};
 
-use super::Shared;
+use super::{lock, Shared};
 use crate::{
-    clock::monotonic_to_unix_ns,
-    explain::{sender_receiver, verdict},
+    host::clock::monotonic_to_unix_ns,
+    show::explain::{sender_receiver, verdict},
 };
 
 /// Flows and ports remembered at most; the least attacked go first.
@@ -116,7 +116,7 @@ pub async fn run(
     per_tick: u32,
     shared: Arc<Mutex<Shared>>,
     per_sec: u32,
-) {
+) -> anyhow::Result<()> {
     let mut limit = LogLimit::new(per_sec);
     let mut tick = tokio::time::interval(Duration::from_millis(EVENT_REFILL_MS));
     let mut ticks = 0u64;
@@ -139,7 +139,7 @@ pub async fn run(
         if batch.is_empty() {
             continue;
         }
-        let mut s = shared.lock().expect("daemon state lock");
+        let mut s = lock(&shared);
         for e in &batch {
             s.state.events_seen += 1;
             s.state.resets_recorded += 1;
@@ -279,7 +279,7 @@ mod tests {
         let ports = t.top_ports();
         assert_eq!((ports[0].port, ports[0].count), (80, 4));
         assert_eq!(
-            crate::explain::endpoints(&flows[0].ends),
+            crate::show::explain::endpoints(&flows[0].ends),
             ("10.0.0.1:4000".into(), "10.0.0.2:80".into())
         );
     }

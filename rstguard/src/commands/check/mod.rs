@@ -12,7 +12,7 @@ mod judge;
 mod probe;
 
 use anyhow::bail;
-use clap::{Parser as _, ValueEnum as _};
+use clap::ValueEnum as _;
 use rstguard_common::layout::PROG_XDP;
 use serde::Serialize;
 
@@ -21,8 +21,8 @@ use super::print_json;
 use crate::{
     cli::{AttachArgs, CheckArgs, Cli, Commands},
     config::{self, Settings},
-    kernel,
-    paths::PinDir,
+    host::kernel,
+    host::paths::PinDir,
 };
 
 #[derive(Serialize)]
@@ -62,7 +62,8 @@ fn attach_args(pins: &PinDir, args: &CheckArgs) -> anyhow::Result<(PinDir, Attac
             v.push("--config".into());
             v.push(c.display().to_string());
         }
-        if let Some(m) = args.mode {
+        if args.given.has("mode") {
+            let m = args.mode;
             v.push("--mode".into());
             v.push(
                 m.to_possible_value()
@@ -75,7 +76,7 @@ fn attach_args(pins: &PinDir, args: &CheckArgs) -> anyhow::Result<(PinDir, Attac
     } else {
         args.attach.clone()
     };
-    let cli = Cli::try_parse_from(std::iter::once("rstguard".to_string()).chain(argv.clone()))?;
+    let cli = Cli::parse_argv(std::iter::once("rstguard".to_string()).chain(argv.clone()))?;
     match cli.command {
         // An explicit --pin-dir in the attach line wins; else ours.
         Commands::Attach(a) if argv.iter().any(|s| s.starts_with("--pin-dir")) => {
@@ -150,9 +151,9 @@ fn check(pins: &PinDir, attach: AttachArgs) -> Vec<Item> {
             mode: settings.mode_for(&name),
             named,
             exists: link.is_some(),
-            driver: crate::iface::driver(&name).or_else(|| link.and_then(|l| l.kind.clone())),
+            driver: crate::host::iface::driver(&name).or_else(|| link.and_then(|l| l.kind.clone())),
             xdp: link.and_then(|l| l.xdp.clone()),
-            arphrd: crate::iface::device_type(&name),
+            arphrd: crate::host::iface::device_type(&name),
             name,
         };
         items.push(judge::iface(&f, PROG_XDP, holder.is_some()));

@@ -13,9 +13,9 @@ use rtnetlink::packet_route::link::{
 
 use super::judge::{AttachedXdp, Bpffs};
 use crate::{
+    host::paths::{self, PinDir, BPFFS},
+    host::privileges::{self, Cap},
     maps::Maps,
-    paths::{self, PinDir, BPFFS},
-    privileges::{self, Cap},
 };
 
 pub fn kernel() -> Result<aya::util::KernelVersion, String> {

@@ -1,90 +1,30 @@
 //! The configuration: defaults, then the TOML file, then flags. The daemon
 //! re-reads the file on SIGHUP; `rstguard check-config` validates it.
 
-use std::{
-    collections::BTreeMap,
-    fs,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-};
+//!
+//! Like ripgrep's flags: the flags as typed (`crate::cli`, clap), the file
+//! as written (`file`, serde), the values both share (`values`), every
+//! default once (`defaults`, which clap prints in `--help`), and here the
+//! settings resolved from them, once, in one place: [`resolve`].
 
-use rstguard_common::{
-    act::{
-        DEFAULT_EVENT_SAMPLE, DEFAULT_IDLE_AFTER_SECS, DEFAULT_INEXACT_PER_SEC, DEFAULT_TTL_SLACK,
-    },
-    layout::{DEFAULT_EMBRYONIC, DEFAULT_FLOWS},
-    Action, Level, Policy,
-};
-use serde::Deserialize;
+pub mod defaults;
+mod file;
+mod values;
 
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use rstguard_common::{Action, Level, Policy};
+
+use self::defaults::DEFAULT_PICKUP;
+pub use self::{
+    file::{locate, parse, read, AutoSection, ConfigError, ConfigFile, IfaceSection},
+    values::{ActionArg, FixedLevel, LevelArg, ModeArg, StateArg},
+};
 use crate::{
-    attach::ModeArg,
-    cli::{ActionArg, AttachArgs, FixedLevel, LevelArg},
+    cli::{AttachArgs, PolicyArgs},
     controller::AutoConfig,
-    paths::DEFAULT_CONFIG,
-    socket::StateArg,
     trust::Prefix,
 };
-
-/// Default address of the metrics endpoint.
-pub const DEFAULT_METRICS: &str = "127.0.0.1:9477";
-/// Default number of events each CPU may send a second.
-pub const DEFAULT_EVENT_BUDGET_PER_SEC: u32 = 1000;
-/// Default number of event log lines per second.
-pub const DEFAULT_LOG_EVENTS_PER_SEC: u32 = 5;
-
-/// The file, as written. Every key is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ConfigFile {
-    pub interfaces: Option<Vec<String>>,
-    pub mode: Option<ModeArg>,
-    pub state: Option<StateArg>,
-    pub policy: Option<LevelArg>,
-    pub no_flow: Option<ActionArg>,
-    pub time_wait: Option<ActionArg>,
-    pub unparsed: Option<ActionArg>,
-    pub drop_injected: Option<bool>,
-    pub ttl_slack: Option<u8>,
-    pub idle_after: Option<u16>,
-    pub pickup: Option<bool>,
-    pub inexact_budget: Option<u32>,
-    pub event_sample: Option<u32>,
-    pub trust: Option<Vec<String>>,
-    pub flows: Option<u32>,
-    pub new_flows: Option<u32>,
-    pub interval: Option<u64>,
-    pub metrics: Option<String>,
-    pub log_events_per_sec: Option<u32>,
-    pub event_budget: Option<u32>,
-    /// Auto-mode settings, `[auto]` (with `policy = "auto"`).
-    pub auto: Option<AutoSection>,
-    /// Per-interface settings, `[interface.eth0]`.
-    #[serde(default)]
-    pub interface: BTreeMap<String, IfaceSection>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct IfaceSection {
-    pub mode: Option<ModeArg>,
-    /// Where this interface's RSTs are judged from (`--state`).
-    pub state: Option<StateArg>,
-    /// Auto mode's floor and ceiling for this interface.
-    pub floor: Option<FixedLevel>,
-    pub ceiling: Option<FixedLevel>,
-}
-
-#[derive(Debug, Default, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AutoSection {
-    pub floor: Option<FixedLevel>,
-    pub ceiling: Option<FixedLevel>,
-    pub escalate_above: Option<f64>,
-    pub escalate_after: Option<u32>,
-    pub relax_below: Option<f64>,
-    pub quiet_period: Option<u32>,
-}
 
 /// `--policy auto`: the settings for every interface, and the floors and
 /// ceilings of single interfaces.
@@ -104,12 +44,6 @@ impl AutoSettings {
         c
     }
 }
-
-/// A configuration problem: one line, with the file position when there
-/// is one.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConfigError(pub String);
 
 /// Everything the daemon runs with, resolved.
 #[derive(Clone, Debug, PartialEq)]
@@ -150,56 +84,15 @@ impl Settings {
     }
 }
 
-/// Reads and parses a config file.
-pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
-    let text =
-        fs::read_to_string(path).map_err(|e| ConfigError(format!("{}: {e}", path.display())))?;
-    parse(&text, path)
-}
-
-pub fn parse(text: &str, path: &Path) -> Result<ConfigFile, ConfigError> {
-    toml::from_str(text).map_err(|e| {
-        let (line, col) = match e.span() {
-            Some(span) => position(text, span.start),
-            None => (1, 1),
-        };
-        ConfigError(format!(
-            "{}:{line}:{col}: {}",
-            path.display(),
-            e.message().trim().replace('\n', " ")
-        ))
-    })
-}
-
-/// 1-based line and column of a byte offset.
-fn position(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before
-        .rfind('\n')
-        .map_or(before.len(), |i| before.len() - i - 1)
-        + 1;
-    (line, col)
-}
-
-/// Which file to read: `--config`, else the default path when it exists.
-/// A file named explicitly must exist; the default one may be absent.
-pub fn locate(explicit: Option<&Path>) -> Result<Option<PathBuf>, ConfigError> {
-    match explicit {
-        Some(p) if p.exists() => Ok(Some(p.to_path_buf())),
-        Some(p) => Err(ConfigError(format!("{}: no such config file", p.display()))),
-        None if Path::new(DEFAULT_CONFIG).exists() => Ok(Some(PathBuf::from(DEFAULT_CONFIG))),
-        None => Ok(None),
-    }
-}
-
-/// Defaults, then `file`, then the flags in `args`.
+/// Defaults, then `file`, then the flags in `args` (those given: see
+/// [`crate::cli::Given`]).
 pub fn resolve(
     args: &AttachArgs,
     file: &ConfigFile,
     config_path: Option<PathBuf>,
 ) -> Result<Settings, ConfigError> {
     let p = &args.policy;
+    let g = &args.given;
     let interfaces = if !args.ifaces.is_empty() {
         args.ifaces.clone()
     } else {
@@ -212,35 +105,28 @@ pub fn resolve(
                 .into(),
         ));
     }
-    let level = p.level.or(file.policy).unwrap_or(LevelArg::Monitor);
+    let level = g.pick("level", p.level, file.policy);
     let auto = match level.fixed() {
         Some(_) => None,
-        None => Some(auto_settings(p, file)?),
+        None => Some(auto_settings(args, file)?),
     };
     let start = level
         .fixed()
         .unwrap_or_else(|| auto.as_ref().map_or(Level::Monitor, |a| a.config.floor));
+    let action = |id: &str, flag: ActionArg, file: Option<ActionArg>| {
+        Action::from(g.pick(id, flag, file)) as u8
+    };
     let mut policy = Policy {
         level: start as u8,
-        no_flow: Action::from(p.no_flow.or(file.no_flow).unwrap_or(ActionArg::Pass)) as u8,
-        time_wait: Action::from(p.time_wait.or(file.time_wait).unwrap_or(ActionArg::Pass)) as u8,
-        unparsed: Action::from(p.unparsed.or(file.unparsed).unwrap_or(ActionArg::Pass)) as u8,
-        pickup: u8::from(if p.no_pickup {
-            false
-        } else {
-            file.pickup.unwrap_or(true)
-        }),
-        event_sample: p
-            .event_sample
-            .or(file.event_sample)
-            .unwrap_or(DEFAULT_EVENT_SAMPLE),
+        no_flow: action("no_flow", p.no_flow, file.no_flow),
+        time_wait: action("time_wait", p.time_wait, file.time_wait),
+        unparsed: action("unparsed", p.unparsed, file.unparsed),
+        pickup: u8::from(!p.no_pickup && file.pickup.unwrap_or(DEFAULT_PICKUP)),
+        event_sample: g.pick("event_sample", p.event_sample, file.event_sample),
         drop_injected: u8::from(p.drop_injected || file.drop_injected.unwrap_or(false)),
-        ttl_slack: p.ttl_slack.or(file.ttl_slack).unwrap_or(DEFAULT_TTL_SLACK),
+        ttl_slack: g.pick("ttl_slack", p.ttl_slack, file.ttl_slack),
         idle_after_secs: {
-            let secs = p
-                .idle_after
-                .or(file.idle_after)
-                .unwrap_or(DEFAULT_IDLE_AFTER_SECS);
+            let secs = g.pick("idle_after", p.idle_after, file.idle_after);
             if secs == 0 {
                 return Err(ConfigError("idle_after must be at least 1 second".into()));
             }
@@ -248,11 +134,7 @@ pub fn resolve(
         },
         ..Policy::default()
     };
-    policy.set_inexact_per_sec(
-        p.inexact_budget
-            .or(file.inexact_budget)
-            .unwrap_or(DEFAULT_INEXACT_PER_SEC),
-    );
+    policy.set_inexact_per_sec(g.pick("inexact_budget", p.inexact_budget, file.inexact_budget));
     let trust = if !args.trust.is_empty() {
         args.trust.clone()
     } else {
@@ -265,25 +147,18 @@ pub fn resolve(
             })
             .collect::<Result<_, _>>()?
     };
-    let flows = args.flows.or(file.flows).unwrap_or(DEFAULT_FLOWS);
+    let flows = g.pick("flows", args.flows, file.flows);
     if flows == 0 {
         return Err(ConfigError("flows must be at least 1".into()));
     }
-    let new_flows = args
-        .new_flows
-        .or(file.new_flows)
-        .unwrap_or(DEFAULT_EMBRYONIC);
+    let new_flows = g.pick("new_flows", args.new_flows, file.new_flows);
     if new_flows == 0 {
         return Err(ConfigError("new_flows must be at least 1".into()));
     }
     let metrics = if args.no_metrics {
         None
     } else {
-        let text = args
-            .metrics
-            .clone()
-            .or_else(|| file.metrics.clone())
-            .unwrap_or_else(|| DEFAULT_METRICS.into());
+        let text = g.pick("metrics", args.metrics.clone(), file.metrics.clone());
         if text == "off" {
             None
         } else {
@@ -306,11 +181,11 @@ pub fn resolve(
     }
     Ok(Settings {
         interfaces,
-        mode: args.mode.or(file.mode).unwrap_or(ModeArg::Auto),
+        mode: g.pick("mode", args.mode, file.mode),
         iface_modes,
         // A flag overrides the file, per-interface sections included.
-        state: args.state.or(file.state).unwrap_or_default(),
-        iface_states: if args.state.is_some() {
+        state: g.pick("state", args.state, file.state),
+        iface_states: if g.has("state") {
             BTreeMap::new()
         } else {
             iface_states
@@ -320,43 +195,29 @@ pub fn resolve(
         trust,
         flows,
         new_flows,
-        interval: args.interval.or(file.interval).unwrap_or(10),
+        interval: g.pick("interval", args.interval, file.interval),
         json: args.json,
         metrics,
-        log_events_per_sec: args
-            .log_events_per_sec
-            .or(file.log_events_per_sec)
-            .unwrap_or(DEFAULT_LOG_EVENTS_PER_SEC),
-        event_budget: args
-            .event_budget
-            .or(file.event_budget)
-            .unwrap_or(DEFAULT_EVENT_BUDGET_PER_SEC),
+        log_events_per_sec: g.pick(
+            "log_events_per_sec",
+            args.log_events_per_sec,
+            file.log_events_per_sec,
+        ),
+        event_budget: g.pick("event_budget", args.event_budget, file.event_budget),
         config_path,
     })
 }
 
-fn auto_settings(
-    p: &crate::cli::PolicyArgs,
-    file: &ConfigFile,
-) -> Result<AutoSettings, ConfigError> {
-    let d = AutoConfig::default();
+fn auto_settings(args: &AttachArgs, file: &ConfigFile) -> Result<AutoSettings, ConfigError> {
+    let (p, g): (&PolicyArgs, _) = (&args.policy, &args.given);
     let sec = file.auto.clone().unwrap_or_default();
     let config = AutoConfig {
-        floor: p.floor.or(sec.floor).map_or(d.floor, Level::from),
-        ceiling: p.ceiling.or(sec.ceiling).map_or(d.ceiling, Level::from),
-        escalate_above: p
-            .escalate_above
-            .or(sec.escalate_above)
-            .unwrap_or(d.escalate_above),
-        escalate_after: p
-            .escalate_after
-            .or(sec.escalate_after)
-            .unwrap_or(d.escalate_after),
-        relax_below: p.relax_below.or(sec.relax_below).unwrap_or(d.relax_below),
-        quiet_period: p
-            .quiet_period
-            .or(sec.quiet_period)
-            .unwrap_or(d.quiet_period),
+        floor: g.pick("floor", p.floor, sec.floor).into(),
+        ceiling: g.pick("ceiling", p.ceiling, sec.ceiling).into(),
+        escalate_above: g.pick("escalate_above", p.escalate_above, sec.escalate_above),
+        escalate_after: g.pick("escalate_after", p.escalate_after, sec.escalate_after),
+        relax_below: g.pick("relax_below", p.relax_below, sec.relax_below),
+        quiet_period: g.pick("quiet_period", p.quiet_period, sec.quiet_period),
     };
     config.validate().map_err(ConfigError)?;
     let mut per_iface = BTreeMap::new();
@@ -416,22 +277,22 @@ pub fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
 
 #[cfg(test)]
 mod tests {
-    use clap::Parser;
+    use std::path::Path;
 
     use crate::cli::{Cli, Commands};
 
-    use super::*;
+    use super::{defaults::DEFAULT_METRICS, *};
 
     fn args(extra: &[&str]) -> AttachArgs {
         let mut argv = vec!["rstguard", "attach"];
         argv.extend_from_slice(extra);
-        match Cli::try_parse_from(argv).unwrap().command {
+        match Cli::parse_argv(argv).unwrap().command {
             Commands::Attach(a) => a,
             _ => unreachable!(),
         }
     }
 
-    const SAMPLE: &str = include_str!("../../packaging/rstguard.toml");
+    const SAMPLE: &str = include_str!("../../../packaging/rstguard.toml");
 
     #[test]
     fn the_sample_config_parses_and_sets_every_key() {
@@ -481,6 +342,32 @@ mod tests {
         assert_eq!(s.policy.level(), Level::Enforce);
         assert_eq!(s.policy.inexact_per_sec(), 3, "not overridden");
         assert_eq!(s.metrics, None);
+    }
+
+    /// A flag given at its default's value still overrides the file; a
+    /// flag left out leaves the file's value.
+    #[test]
+    fn a_flag_given_at_its_default_overrides_the_file() {
+        let file = parse(
+            "interfaces = [\"eth9\"]\npolicy = \"strict\"\nflows = 5\nmetrics = \"off\"\nmode = \"skb\"\n",
+            Path::new("f"),
+        )
+        .unwrap();
+        let s = resolve(
+            &args(&[
+                "--policy", "monitor", "--flows", "1048576", "--mode", "auto",
+            ]),
+            &file,
+            None,
+        )
+        .unwrap();
+        assert_eq!(s.policy.level(), Level::Monitor);
+        assert_eq!(s.flows, defaults::DEFAULT_FLOWS);
+        assert_eq!(s.mode, ModeArg::Auto);
+        assert_eq!(s.metrics, None, "from the file");
+        let s = resolve(&args(&["--metrics", DEFAULT_METRICS]), &file, None).unwrap();
+        assert_eq!(s.metrics, Some(DEFAULT_METRICS.parse().unwrap()));
+        assert_eq!((s.flows, s.mode), (5, ModeArg::Skb), "from the file");
     }
 
     #[test]

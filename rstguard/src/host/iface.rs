@@ -1,7 +1,5 @@
 //! Network interfaces by name and index.
 
-use std::ffi::CString;
-
 use crate::error::Error;
 
 /// An interface rstguard works on.
@@ -203,10 +201,9 @@ pub fn device_type(name: &str) -> Option<u16> {
 pub const PREFER_SKB: &[&str] = &["veth"];
 
 fn index_of(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    // SAFETY: a valid NUL-terminated string; the call only reads it.
-    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
-    (index != 0).then_some(index)
+    nix::net::if_::if_nametoindex(name)
+        .ok()
+        .filter(|index| *index != 0)
 }
 
 #[cfg(test)]
