@@ -24,7 +24,10 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-use crate::cmd::{self, root};
+use crate::{
+    cmd::{self, root},
+    guest_check::{self, CheckRun},
+};
 
 /// One kernel of the matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -378,6 +381,8 @@ pub struct KernelRun {
     pub kernel: Kernel,
     pub release: String,
     pub layers: Vec<LayerRun>,
+    /// `rstguard check` inside the guest.
+    pub check: Option<CheckRun>,
     pub took: Duration,
     /// The boot or the run failed before the layers could report.
     pub error: Option<String>,
@@ -391,10 +396,12 @@ const LAYER_TIMEOUT_SECS: u64 = 1800;
 /// same thing (`RSTGUARD_TEST_TIME_SCALE`, read by the tests).
 pub const TCG_TIME_SCALE: u32 = 4;
 
-/// Boots `c` and runs `binaries` (layer name, path, arguments) inside, one
-/// after the other; their output goes to `out_dir/LAYER.log`.
+/// Boots `c`, runs `rstguard check` (the `rstguard` binary given) and then
+/// `binaries` (layer name, path, arguments) inside, one after the other;
+/// their output goes to `out_dir/LAYER.log`.
 pub fn run_in(
     c: &Cached,
+    rstguard: &Path,
     binaries: &[(&'static str, PathBuf)],
     test_args: &[String],
     out_dir: &Path,
@@ -404,10 +411,11 @@ pub fn run_in(
         kernel: c.kernel,
         release: c.release.clone(),
         layers: Vec::new(),
+        check: None,
         took: Duration::ZERO,
         error: None,
     };
-    if let Err(e) = boot_and_run(c, binaries, test_args, out_dir, &mut run) {
+    if let Err(e) = boot_and_run(c, rstguard, binaries, test_args, out_dir, &mut run) {
         run.error = Some(format!("{e:#}"));
     }
     run.took = start.elapsed();
@@ -420,6 +428,7 @@ fn shell_quote(s: &str) -> String {
 
 fn boot_and_run(
     c: &Cached,
+    rstguard: &Path,
     binaries: &[(&'static str, PathBuf)],
     test_args: &[String],
     out: &Path,
@@ -439,6 +448,14 @@ fn boot_and_run(
     script.push_str(&format!(
         "export RSTGUARD_TEST_TIME_SCALE={TCG_TIME_SCALE} LOGS_DIRECTORY={out} RUST_BACKTRACE=1\n",
         out = shell_quote(&out.to_string_lossy())
+    ));
+    // The real CLI's preflight first: what it says about this kernel.
+    script.push_str(&format!(
+        "echo \"rstguard-matrix: check start $(date +%s)\"\n{}echo \"rstguard-matrix: check end $(date +%s)\"\n",
+        guest_check::script(
+            &shell_quote(&rstguard.to_string_lossy()),
+            &shell_quote(&out.to_string_lossy())
+        )
     ));
     let args: Vec<String> = test_args.iter().map(|a| shell_quote(a)).collect();
     for (layer, bin) in binaries {
@@ -498,12 +515,29 @@ fn boot_and_run(
         let (Some(layer), Some(what)) = (words.next(), words.next()) else {
             continue;
         };
-        match what {
-            "start" => {
+        match (layer, what) {
+            ("check", "start") => {}
+            ("check", "end") => {
+                let check = guest_check::read(c.kernel.name, out);
+                eprintln!(
+                    "  {} rstguard check: {}",
+                    c.kernel.name,
+                    if check.ok {
+                        check.summary.clone()
+                    } else {
+                        format!("FAILED: {}", check.summary)
+                    }
+                );
+                for l in &check.lines {
+                    eprintln!("    {l}");
+                }
+                run.check = Some(check);
+            }
+            (_, "start") => {
                 eprintln!("  {} {layer}: running", c.kernel.name);
                 layer_start = Some(Instant::now());
             }
-            "end" => {
+            (_, "end") => {
                 let took = layer_start.take().map_or(Duration::ZERO, |s| s.elapsed());
                 let layer = binaries
                     .iter()
@@ -528,7 +562,7 @@ fn boot_and_run(
         }
     }
     let status = child.wait()?;
-    if run.layers.len() < binaries.len() {
+    if run.check.is_none() || run.layers.len() < binaries.len() {
         bail!(
             "the guest stopped before every layer ran (vng: {status}; see {} and {})",
             console.display(),

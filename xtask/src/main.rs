@@ -3,6 +3,7 @@
 //! lint runs rustfmt and both clippy passes.
 
 mod cmd;
+mod guest_check;
 mod kernel;
 mod lint;
 mod package;
