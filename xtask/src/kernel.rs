@@ -76,6 +76,8 @@ pub const HOST_PACKAGES: &[(&str, &str)] = &[
     ("/lib/systemd/systemd-udevd", "udev"),
     ("/usr/sbin/depmod", "kmod"),
     ("/usr/bin/dpkg-deb", "dpkg"),
+    // The virtio-net benchmark's guest sets its NIC's queues with it.
+    ("/usr/sbin/ethtool", "ethtool"),
 ];
 
 /// Where kernels and virtme-ng are cached: `RSTGUARD_KERNEL_CACHE`, else
