@@ -376,6 +376,9 @@ pub struct LayerRun {
     pub ok: bool,
     /// Why it did not, in a few words.
     pub why: Option<String>,
+    /// The guest's CPU seconds in user space and in the kernel, summed
+    /// over its CPUs.
+    pub cpu: Option<(f64, f64)>,
 }
 
 /// What one kernel did.
@@ -451,26 +454,38 @@ fn boot_and_run(
         "export RSTGUARD_TEST_TIME_SCALE={TCG_TIME_SCALE} LOGS_DIRECTORY={out} RUST_BACKTRACE=1\n",
         out = shell_quote(&out.to_string_lossy())
     ));
-    // The real CLI's preflight first: what it says about this kernel.
-    script.push_str(&format!(
-        "echo \"rstguard-matrix: check start $(date +%s)\"\n{}echo \"rstguard-matrix: check end $(date +%s)\"\n",
-        guest_check::script(
+    // The real CLI's preflight first, and one attach: what they say about
+    // this kernel (see guest_check.rs); no layers when it cannot attach.
+    let check_sh = out.join("check.sh");
+    fs::write(
+        &check_sh,
+        guest_check::namespace_script(
             &shell_quote(&rstguard.to_string_lossy()),
-            &shell_quote(&out.to_string_lossy())
-        )
+            &shell_quote(&out.to_string_lossy()),
+        ),
+    )?;
+    script.push_str("echo \"rstguard-matrix: check start $(date +%s)\"\n");
+    script.push_str(&guest_check::script(
+        &shell_quote(&check_sh.to_string_lossy()),
+        &shell_quote(&out.to_string_lossy()),
     ));
     let args: Vec<String> = test_args.iter().map(|a| shell_quote(a)).collect();
     for (layer, bin) in binaries {
         let log = out.join(format!("{layer}.log"));
         let rc = out.join(format!("{layer}.rc"));
+        // The guest's CPU time in the layer's user space and in its kernel
+        // (where the verifier runs): where the emulated time goes.
+        let time = out.join(format!("{layer}.time"));
         script.push_str(&format!(
             "echo \"rstguard-matrix: {layer} start $(date +%s)\"\n\
-             timeout -k 10 {LAYER_TIMEOUT_SECS} {bin} {args} > {log} 2>&1; echo $? > {rc}\n\
+             TIMEFORMAT='%U %S'\n\
+             {{ time timeout -k 10 {LAYER_TIMEOUT_SECS} {bin} {args} > {log} 2>&1; echo $? > {rc}; }} 2> {time}\n\
              echo \"rstguard-matrix: {layer} end $(date +%s)\"\n",
             bin = shell_quote(&bin.to_string_lossy()),
             args = args.join(" "),
             log = shell_quote(&log.to_string_lossy()),
             rc = shell_quote(&rc.to_string_lossy()),
+            time = shell_quote(&time.to_string_lossy()),
         ));
     }
     let script_path = out.join("run.sh");
@@ -548,11 +563,14 @@ fn boot_and_run(
                     .unwrap_or("?");
                 let r = layer_result(layer, out, took);
                 eprintln!(
-                    "  {} {layer}: {} passed, {} failed, {:.0} s{}",
+                    "  {} {layer}: {} passed, {} failed, {:.0} s{}{}",
                     c.kernel.name,
                     r.passed,
                     r.failed,
                     took.as_secs_f64(),
+                    r.cpu
+                        .map(|(u, s)| format!(" (guest CPU: {u:.0} s user, {s:.0} s kernel)"))
+                        .unwrap_or_default(),
                     r.why
                         .as_deref()
                         .map(|w| format!(" ({w})"))
@@ -564,6 +582,9 @@ fn boot_and_run(
         }
     }
     let status = child.wait()?;
+    if let Some(c) = run.check.as_ref().filter(|c| !c.attached) {
+        bail!("{}", c.summary);
+    }
     if run.check.is_none() || run.layers.len() < binaries.len() {
         bail!(
             "the guest stopped before every layer ran (vng: {status}; see {} and {})",
@@ -603,6 +624,12 @@ fn layer_result(layer: &'static str, out: &Path, took: Duration) -> LayerRun {
         )),
         None => Some("no exit code".to_string()),
     };
+    let cpu = fs::read_to_string(out.join(format!("{layer}.time")))
+        .ok()
+        .and_then(|t| {
+            let mut w = t.split_whitespace().map(|v| v.parse::<f64>().ok());
+            Some((w.next()??, w.next()??))
+        });
     LayerRun {
         layer,
         passed,
@@ -610,5 +637,6 @@ fn layer_result(layer: &'static str, out: &Path, took: Duration) -> LayerRun {
         took,
         ok: rc == Some(0),
         why,
+        cpu,
     }
 }
