@@ -175,11 +175,32 @@ struct TestBinaries {
     rstguard: PathBuf,
 }
 
+/// The profile the matrix's test binaries (and the `rstguard` they run)
+/// are built with: release's optimisations, debug's assertions and
+/// overflow checks. Under TCG every instruction is emulated, and the
+/// unoptimised build spent most of a layer's time in its own code (frame
+/// building, table filling, the daemon's BTF and object loading); the
+/// checks stay what they are on the host. Defined here, on cargo's command
+/// line, so that it builds into `target/matrix/` beside debug and release
+/// without touching either.
+const MATRIX_PROFILE: &[&str] = &[
+    "--config",
+    "profile.matrix.inherits='release'",
+    "--config",
+    "profile.matrix.debug-assertions=true",
+    "--config",
+    "profile.matrix.overflow-checks=true",
+    "--config",
+    "profile.matrix.incremental=true",
+];
+
 /// Builds the privileged test binaries once.
 fn build_test_binaries(layers: &[Layer]) -> anyhow::Result<TestBinaries> {
     let mut c = cmd::cargo();
-    c.args([
+    c.args(MATRIX_PROFILE).args([
         "test",
+        "--profile",
+        "matrix",
         "-p",
         "rstguard",
         "--features",
