@@ -103,10 +103,18 @@ pub fn read(kernel: &str, out: &Path) -> CheckRun {
         let last = log.lines().rev().find(|l| !l.trim().is_empty());
         run.ok = false;
         run.attached = false;
+        // An error line: it gave up by itself; none: still loading when
+        // its time ran out.
+        let what = match last {
+            Some(l) if l.contains("error") => format!("`rstguard attach` failed: {l}"),
+            Some(l) => {
+                format!("`rstguard attach` did not attach within {ATTACH_SECS} s (last: {l})")
+            }
+            None => format!("`rstguard attach` did not attach within {ATTACH_SECS} s"),
+        };
         run.summary = format!(
-            "{}; `rstguard attach` did not attach within {ATTACH_SECS} s{}, so the layers did not run (see {})",
+            "{}; {what}; the layers did not run (see {})",
             run.summary,
-            last.map(|l| format!(": {l}")).unwrap_or_default(),
             out.join("attach.log").display()
         );
     }
@@ -343,6 +351,41 @@ mod tests {
         let ns = namespace_script("B", "O");
         assert!(ns.contains("B attach rgc0 --state track --policy monitor"));
         assert!(ns.contains(&format!("seq {ATTACH_SECS}")));
+    }
+
+    #[test]
+    fn a_kernel_where_attach_fails_fails_its_row_with_the_daemons_line() {
+        let dir = std::env::temp_dir().join(format!("rstguard-guest-check-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (text, json) = outputs(&good(K510));
+        for (f, c) in [
+            ("check.txt", text.as_str()),
+            ("check.rc", "0"),
+            ("check.json", json.as_str()),
+            ("check.json.rc", "0"),
+            ("attach.rc", "0"),
+        ] {
+            std::fs::write(dir.join(f), c).unwrap();
+        }
+        let r = read("5.10", &dir);
+        assert!(r.ok && r.attached, "{r:?}");
+        std::fs::write(dir.join("attach.rc"), "1").unwrap();
+        std::fs::write(
+            dir.join("attach.log"),
+            "rstguard: error: the kernel's verifier rejected program rstguard_tc\n",
+        )
+        .unwrap();
+        let r = read("5.10", &dir);
+        assert!(!r.ok && !r.attached, "{r:?}");
+        assert!(
+            r.summary
+                .contains("failed: rstguard: error: the kernel's verifier"),
+            "{r:?}"
+        );
+        std::fs::write(dir.join("attach.log"), "").unwrap();
+        let r = read("5.10", &dir);
+        assert!(r.summary.contains("did not attach within 300 s"), "{r:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
