@@ -9,6 +9,8 @@ mod report;
 mod scale;
 mod socket;
 mod stats;
+mod virtio;
+mod virtio_guest;
 
 use std::{fmt::Write as _, fs, path::PathBuf, process::ExitCode};
 
@@ -32,6 +34,25 @@ struct Args {
     /// Write the results as Markdown to FILE.
     #[arg(long, value_name = "FILE")]
     write: Option<PathBuf>,
+    /// virtme-ng's `vng`, for `--only virtio` (`cargo xtask bench
+    /// --native-virtio` passes the kernel matrix's).
+    #[arg(long, value_name = "PATH")]
+    vng: Option<PathBuf>,
+    /// The kernel image the virtio VM boots, for `--only virtio`.
+    #[arg(long, value_name = "PATH")]
+    vmlinuz: Option<PathBuf>,
+    /// Where the virtio VM's console and agent logs go.
+    #[arg(long, value_name = "DIR", default_value = "target/bench-virtio")]
+    virtio_out: PathBuf,
+    /// Also the flood on a VM's virtio-net NIC (needs --vng and --vmlinuz).
+    #[arg(long)]
+    native_virtio: bool,
+    /// Run as the agent inside the virtio VM (started by `--only virtio`).
+    #[arg(long, hide = true)]
+    guest_agent: bool,
+    /// The agent's log file.
+    #[arg(long, hide = true, value_name = "FILE")]
+    agent_log: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -40,12 +61,27 @@ enum Part {
     Socket,
     Scale,
     Flood,
+    /// Native XDP on virtio-net in a VM, flooded through a tap (only when
+    /// named: it boots a VM).
+    Virtio,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
     rstguard_lab::require_root();
-    let want = |p| args.only.is_empty() || args.only.contains(&p);
+    if args.guest_agent {
+        let log = args
+            .agent_log
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("/dev/null"));
+        return virtio_guest::run(&log);
+    }
+    // The VM row runs only when named.
+    let want = |p| {
+        args.only.contains(&p)
+            || (p == Part::Virtio && args.native_virtio)
+            || (args.only.is_empty() && p != Part::Virtio)
+    };
     let started = std::time::Instant::now();
     let mut md = report::header(&args_line(&args), args.rounds);
     // Flow creation, common and per-CPU LRU, and parse plus one lookup.
@@ -86,6 +122,27 @@ fn main() -> ExitCode {
         let table = scale_table(&sizes, &over);
         println!("{table}");
         md.push_str(&report::scale(&table, &sizes, creation));
+    }
+    if want(Part::Virtio) {
+        let (Some(vng), Some(vmlinuz)) = (args.vng.clone(), args.vmlinuz.clone()) else {
+            eprintln!(
+                "rstguard-bench: --only virtio needs --vng and --vmlinuz (`cargo xtask bench --native-virtio` passes them)"
+            );
+            return ExitCode::FAILURE;
+        };
+        let spec = virtio::VmSpec {
+            vng,
+            vmlinuz,
+            out: args.virtio_out.clone(),
+        };
+        let run = virtio::measure(&spec, args.rounds, args.flood_secs);
+        let table = virtio::table(&run);
+        println!(
+            "guest kernel {}; {}; {}",
+            run.kernel, run.nic, run.check_line
+        );
+        println!("{table}");
+        md.push_str(&report::virtio(&table, &run));
     }
     md.push_str(report::NIC);
     md.push_str(&format!(
@@ -244,7 +301,11 @@ fn flood_table(results: &[flood::FloodResult]) -> String {
 
 /// The command line that reproduces this run.
 fn args_line(a: &Args) -> String {
-    let mut s = String::from("cargo xtask bench --");
+    let mut s = String::from(if a.native_virtio {
+        "cargo xtask bench --native-virtio --"
+    } else {
+        "cargo xtask bench --"
+    });
     if a.rounds != 5 {
         s.push_str(&format!(" --rounds {}", a.rounds));
     }

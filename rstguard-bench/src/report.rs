@@ -278,3 +278,23 @@ are veth figures: there native XDP is a software ring, and generic mode keeps li
 drops spoofed RSTs before an skb exists, where rstguard's advantage over conntrack and the bare stack should be \
 largest (not measured here: this VM has no NIC with native XDP). The scale figures depend on the cache size of the machine: a server with a larger last-level cache \
 keeps more of a large table warm.\n";
+
+pub fn virtio(table: &str, run: &crate::virtio::VirtioRun) -> String {
+    format!(
+        "## 4. RST flood on a virtio-net NIC: native XDP in the driver\n\n\
+         Reproduce with `cargo xtask bench --native-virtio` (root; it boots the kernel matrix's {kernel} under QEMU \
+         with TCG, no KVM, so absolute rates are an emulated machine's: read the ratios). The VM's NIC is a \
+         virtio-net device (multiqueue, {nic}) backed by a tap in a network namespace of the run's own, and the \
+         spoofed RSTs come from there: an AF_PACKET sender aims RSTs at random sequence numbers at a live \
+         connection into the guest (512 bytes every 20 ms, which must survive every flood), {secs} s a round, \
+         {rounds} rounds, configurations alternating within each. The guest measures its own CPU (/proc/stat) and \
+         what virtio-net counted (rx_packets, and XDP drops per queue from `ethtool -S`); the host measures what \
+         the tap handed QEMU (taken in) and what it dropped because QEMU read no faster. `rstguard check` on the \
+         guest's NIC: `{check}`.\n\n{table}\n",
+        kernel = run.kernel,
+        nic = run.nic,
+        secs = run.secs,
+        rounds = run.rounds,
+        check = run.check_line,
+    )
+}

@@ -24,7 +24,10 @@ use std::{
 
 use anyhow::{bail, Context as _};
 
-use crate::cmd::{self, root};
+use crate::{
+    cmd::{self, root},
+    guest_check::{self, CheckRun},
+};
 
 /// One kernel of the matrix.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,6 +76,8 @@ pub const HOST_PACKAGES: &[(&str, &str)] = &[
     ("/lib/systemd/systemd-udevd", "udev"),
     ("/usr/sbin/depmod", "kmod"),
     ("/usr/bin/dpkg-deb", "dpkg"),
+    // The virtio-net benchmark's guest sets its NIC's queues with it.
+    ("/usr/sbin/ethtool", "ethtool"),
 ];
 
 /// Where kernels and virtme-ng are cached: `RSTGUARD_KERNEL_CACHE`, else
@@ -371,6 +376,9 @@ pub struct LayerRun {
     pub ok: bool,
     /// Why it did not, in a few words.
     pub why: Option<String>,
+    /// The guest's CPU seconds in user space and in the kernel, summed
+    /// over its CPUs.
+    pub cpu: Option<(f64, f64)>,
 }
 
 /// What one kernel did.
@@ -378,6 +386,8 @@ pub struct KernelRun {
     pub kernel: Kernel,
     pub release: String,
     pub layers: Vec<LayerRun>,
+    /// `rstguard check` inside the guest.
+    pub check: Option<CheckRun>,
     pub took: Duration,
     /// The boot or the run failed before the layers could report.
     pub error: Option<String>,
@@ -391,10 +401,12 @@ const LAYER_TIMEOUT_SECS: u64 = 1800;
 /// same thing (`RSTGUARD_TEST_TIME_SCALE`, read by the tests).
 pub const TCG_TIME_SCALE: u32 = 4;
 
-/// Boots `c` and runs `binaries` (layer name, path, arguments) inside, one
-/// after the other; their output goes to `out_dir/LAYER.log`.
+/// Boots `c`, runs `rstguard check` (the `rstguard` binary given) and then
+/// `binaries` (layer name, path, arguments) inside, one after the other;
+/// their output goes to `out_dir/LAYER.log`.
 pub fn run_in(
     c: &Cached,
+    rstguard: &Path,
     binaries: &[(&'static str, PathBuf)],
     test_args: &[String],
     out_dir: &Path,
@@ -404,10 +416,11 @@ pub fn run_in(
         kernel: c.kernel,
         release: c.release.clone(),
         layers: Vec::new(),
+        check: None,
         took: Duration::ZERO,
         error: None,
     };
-    if let Err(e) = boot_and_run(c, binaries, test_args, out_dir, &mut run) {
+    if let Err(e) = boot_and_run(c, rstguard, binaries, test_args, out_dir, &mut run) {
         run.error = Some(format!("{e:#}"));
     }
     run.took = start.elapsed();
@@ -420,6 +433,7 @@ fn shell_quote(s: &str) -> String {
 
 fn boot_and_run(
     c: &Cached,
+    rstguard: &Path,
     binaries: &[(&'static str, PathBuf)],
     test_args: &[String],
     out: &Path,
@@ -440,18 +454,38 @@ fn boot_and_run(
         "export RSTGUARD_TEST_TIME_SCALE={TCG_TIME_SCALE} LOGS_DIRECTORY={out} RUST_BACKTRACE=1\n",
         out = shell_quote(&out.to_string_lossy())
     ));
+    // The real CLI's preflight first, and one attach: what they say about
+    // this kernel (see guest_check.rs); no layers when it cannot attach.
+    let check_sh = out.join("check.sh");
+    fs::write(
+        &check_sh,
+        guest_check::namespace_script(
+            &shell_quote(&rstguard.to_string_lossy()),
+            &shell_quote(&out.to_string_lossy()),
+        ),
+    )?;
+    script.push_str("echo \"rstguard-matrix: check start $(date +%s)\"\n");
+    script.push_str(&guest_check::script(
+        &shell_quote(&check_sh.to_string_lossy()),
+        &shell_quote(&out.to_string_lossy()),
+    ));
     let args: Vec<String> = test_args.iter().map(|a| shell_quote(a)).collect();
     for (layer, bin) in binaries {
         let log = out.join(format!("{layer}.log"));
         let rc = out.join(format!("{layer}.rc"));
+        // The guest's CPU time in the layer's user space and in its kernel
+        // (where the verifier runs): where the emulated time goes.
+        let time = out.join(format!("{layer}.time"));
         script.push_str(&format!(
             "echo \"rstguard-matrix: {layer} start $(date +%s)\"\n\
-             timeout -k 10 {LAYER_TIMEOUT_SECS} {bin} {args} > {log} 2>&1; echo $? > {rc}\n\
+             TIMEFORMAT='%U %S'\n\
+             {{ time timeout -k 10 {LAYER_TIMEOUT_SECS} {bin} {args} > {log} 2>&1; echo $? > {rc}; }} 2> {time}\n\
              echo \"rstguard-matrix: {layer} end $(date +%s)\"\n",
             bin = shell_quote(&bin.to_string_lossy()),
             args = args.join(" "),
             log = shell_quote(&log.to_string_lossy()),
             rc = shell_quote(&rc.to_string_lossy()),
+            time = shell_quote(&time.to_string_lossy()),
         ));
     }
     let script_path = out.join("run.sh");
@@ -498,12 +532,29 @@ fn boot_and_run(
         let (Some(layer), Some(what)) = (words.next(), words.next()) else {
             continue;
         };
-        match what {
-            "start" => {
+        match (layer, what) {
+            ("check", "start") => {}
+            ("check", "end") => {
+                let check = guest_check::read(c.kernel.name, out);
+                eprintln!(
+                    "  {} rstguard check: {}",
+                    c.kernel.name,
+                    if check.ok {
+                        check.summary.clone()
+                    } else {
+                        format!("FAILED: {}", check.summary)
+                    }
+                );
+                for l in &check.lines {
+                    eprintln!("    {l}");
+                }
+                run.check = Some(check);
+            }
+            (_, "start") => {
                 eprintln!("  {} {layer}: running", c.kernel.name);
                 layer_start = Some(Instant::now());
             }
-            "end" => {
+            (_, "end") => {
                 let took = layer_start.take().map_or(Duration::ZERO, |s| s.elapsed());
                 let layer = binaries
                     .iter()
@@ -512,11 +563,14 @@ fn boot_and_run(
                     .unwrap_or("?");
                 let r = layer_result(layer, out, took);
                 eprintln!(
-                    "  {} {layer}: {} passed, {} failed, {:.0} s{}",
+                    "  {} {layer}: {} passed, {} failed, {:.0} s{}{}",
                     c.kernel.name,
                     r.passed,
                     r.failed,
                     took.as_secs_f64(),
+                    r.cpu
+                        .map(|(u, s)| format!(" (guest CPU: {u:.0} s user, {s:.0} s kernel)"))
+                        .unwrap_or_default(),
                     r.why
                         .as_deref()
                         .map(|w| format!(" ({w})"))
@@ -528,7 +582,10 @@ fn boot_and_run(
         }
     }
     let status = child.wait()?;
-    if run.layers.len() < binaries.len() {
+    if let Some(c) = run.check.as_ref().filter(|c| !c.attached) {
+        bail!("{}", c.summary);
+    }
+    if run.check.is_none() || run.layers.len() < binaries.len() {
         bail!(
             "the guest stopped before every layer ran (vng: {status}; see {} and {})",
             console.display(),
@@ -567,6 +624,12 @@ fn layer_result(layer: &'static str, out: &Path, took: Duration) -> LayerRun {
         )),
         None => Some("no exit code".to_string()),
     };
+    let cpu = fs::read_to_string(out.join(format!("{layer}.time")))
+        .ok()
+        .and_then(|t| {
+            let mut w = t.split_whitespace().map(|v| v.parse::<f64>().ok());
+            Some((w.next()??, w.next()??))
+        });
     LayerRun {
         layer,
         passed,
@@ -574,5 +637,6 @@ fn layer_result(layer: &'static str, out: &Path, took: Duration) -> LayerRun {
         took,
         ok: rc == Some(0),
         why,
+        cpu,
     }
 }

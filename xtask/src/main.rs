@@ -3,6 +3,7 @@
 //! lint runs rustfmt and both clippy passes.
 
 mod cmd;
+mod guest_check;
 mod kernel;
 mod lint;
 mod package;
@@ -50,8 +51,9 @@ enum Command {
     Demo,
     /// Run the benchmarks (root): program cost against baselines, RST
     /// floods end to end, flow-table scale. `-- --write BENCHMARKS.md`
-    /// writes the report; `-- --help` lists the options.
-    Bench(run::Args),
+    /// writes the report; `-- --help` lists the options. `--native-virtio`
+    /// adds the flood on a VM's virtio-net NIC with native XDP.
+    Bench(run::BenchArgs),
 }
 
 fn main() -> ExitCode {

@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _};
 
 use crate::{
     cmd::{self, is_root, root},
-    setup,
+    kernel, setup,
 };
 
 #[derive(clap::Args)]
@@ -115,10 +115,29 @@ pub fn demo() -> anyhow::Result<()> {
     exec_as_root(&root().join("target/release/rstguard-demo"), &[])
 }
 
-/// `cargo xtask bench [-- ARGS]`: builds rstguard and the benchmark runner
-/// in release, then runs the runner as root.
-pub fn bench(args: Args) -> anyhow::Result<()> {
-    setup::run(&setup::Args::without_matrix())?;
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Also flood a VM's virtio-net NIC with rstguard in native mode (the
+    /// kernel matrix's 6.12 under QEMU, a tap in a namespace of the run's
+    /// own): `cargo xtask bench --native-virtio -- --only virtio` runs only
+    /// that.
+    #[arg(long)]
+    pub native_virtio: bool,
+    /// Arguments for rstguard-bench (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// The kernel the virtio-net VM boots.
+const VIRTIO_KERNEL: &str = "6.12";
+
+/// `cargo xtask bench [--native-virtio] [-- ARGS]`: builds rstguard and the
+/// benchmark runner in release, then runs the runner as root.
+pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
+    setup::run(&setup::Args {
+        check: false,
+        no_kernel_matrix: !args.native_virtio,
+    })?;
     cmd::run(cmd::cargo().args([
         "build",
         "--release",
@@ -127,7 +146,26 @@ pub fn bench(args: Args) -> anyhow::Result<()> {
         "-p",
         "rstguard-bench",
     ]))?;
-    exec_as_root(&root().join("target/release/rstguard-bench"), &args.args)
+    let mut argv = args.args;
+    if args.native_virtio {
+        let k = kernel::KERNELS
+            .iter()
+            .find(|k| k.name == VIRTIO_KERNEL)
+            .expect("6.12 is in the matrix");
+        let cached = kernel::cached(k).with_context(|| {
+            format!("kernel {VIRTIO_KERNEL} is not cached: run `cargo xtask setup`")
+        })?;
+        argv.extend([
+            "--native-virtio".to_string(),
+            "--vng".into(),
+            kernel::vng().display().to_string(),
+            "--vmlinuz".into(),
+            cached.vmlinuz.display().to_string(),
+            "--virtio-out".into(),
+            root().join("target/bench-virtio").display().to_string(),
+        ]);
+    }
+    exec_as_root(&root().join("target/release/rstguard-bench"), &argv)
 }
 
 /// The interface of the IPv4 default route, else of the IPv6 one.

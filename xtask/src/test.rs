@@ -168,11 +168,39 @@ fn chosen_kernels(names: &[String]) -> anyhow::Result<Vec<kernel::Kernel>> {
         .collect())
 }
 
-/// Builds the privileged test binaries once and returns (layer, path).
-fn build_test_binaries(layers: &[Layer]) -> anyhow::Result<Vec<(&'static str, PathBuf)>> {
+/// The test binaries of the privileged layers, (layer, path), and the
+/// `rstguard` binary they run (and that the matrix runs `check` with).
+struct TestBinaries {
+    layers: Vec<(&'static str, PathBuf)>,
+    rstguard: PathBuf,
+}
+
+/// The profile the matrix's test binaries (and the `rstguard` they run)
+/// are built with: release's optimisations, debug's assertions and
+/// overflow checks. Under TCG every instruction is emulated, and the
+/// unoptimised build spent most of a layer's time in its own code (frame
+/// building, table filling, the daemon's BTF and object loading); the
+/// checks stay what they are on the host. Defined here, on cargo's command
+/// line, so that it builds into `target/matrix/` beside debug and release
+/// without touching either.
+const MATRIX_PROFILE: &[&str] = &[
+    "--config",
+    "profile.matrix.inherits='release'",
+    "--config",
+    "profile.matrix.debug-assertions=true",
+    "--config",
+    "profile.matrix.overflow-checks=true",
+    "--config",
+    "profile.matrix.incremental=true",
+];
+
+/// Builds the privileged test binaries once.
+fn build_test_binaries(layers: &[Layer]) -> anyhow::Result<TestBinaries> {
     let mut c = cmd::cargo();
-    c.args([
+    c.args(MATRIX_PROFILE).args([
         "test",
+        "--profile",
+        "matrix",
         "-p",
         "rstguard",
         "--features",
@@ -193,6 +221,7 @@ fn build_test_binaries(layers: &[Layer]) -> anyhow::Result<Vec<(&'static str, Pa
         bail!("building the test binaries failed ({})", out.status);
     }
     let mut found = Vec::new();
+    let mut rstguard = None;
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
@@ -204,10 +233,18 @@ fn build_test_binaries(layers: &[Layer]) -> anyhow::Result<Vec<(&'static str, Pa
         else {
             continue;
         };
-        if let Some(l) = layers.iter().find(|l| l.name() == name) {
+        let is_bin = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "bin"));
+        if is_bin && name == "rstguard" {
+            rstguard = Some(PathBuf::from(exe));
+        } else if let Some(l) = layers.iter().find(|l| l.name() == name) {
             found.push((l.name(), PathBuf::from(exe)));
         }
     }
+    let Some(rstguard) = rstguard else {
+        bail!("cargo test --no-run reported no rstguard binary");
+    };
     // In the layers' order (cargo reports them as they finish).
     let mut ordered = Vec::new();
     for l in layers {
@@ -216,7 +253,10 @@ fn build_test_binaries(layers: &[Layer]) -> anyhow::Result<Vec<(&'static str, Pa
         };
         ordered.push(found.swap_remove(i));
     }
-    Ok(ordered)
+    Ok(TestBinaries {
+        layers: ordered,
+        rstguard,
+    })
 }
 
 /// `--kernel`: the packet and network layers inside each kernel, a
@@ -253,11 +293,20 @@ fn matrix(args: &Args) -> anyhow::Result<()> {
                 .join(" and ")
         );
         let out = cmd::root().join("target/kernel-matrix").join(k.name);
-        let run = kernel::run_in(&cached, &binaries, &args.test_args, &out);
+        let run = kernel::run_in(
+            &cached,
+            &binaries.rstguard,
+            &binaries.layers,
+            &args.test_args,
+            &out,
+        );
         eprintln!(
             "test: kernel {}: {} in {:.0} s",
             k.name,
-            if run.error.is_none() && run.layers.iter().all(|l| l.ok) {
+            if run.error.is_none()
+                && run.layers.iter().all(|l| l.ok)
+                && run.check.as_ref().is_some_and(|c| c.ok)
+            {
                 "passed"
             } else {
                 "FAILED"
@@ -271,14 +320,22 @@ fn matrix(args: &Args) -> anyhow::Result<()> {
         "\nkernel matrix ({:.0} s in all):",
         started.elapsed().as_secs_f64()
     );
-    let mut header = format!("  {:<6} {:<22}", "kernel", "release");
+    let mut header = format!(
+        "  {:<6} {:<22} {:<28}",
+        "kernel", "release", "rstguard check"
+    );
     for l in &layers {
         header.push_str(&format!(" {:<30}", l.name()));
     }
     eprintln!("{header} time");
     let mut failed = 0;
     for run in &runs {
-        let mut line = format!("  {:<6} {:<22}", run.kernel.name, run.release);
+        let check = match &run.check {
+            Some(c) if c.ok => c.summary.clone(),
+            Some(_) => "FAILED !".to_string(),
+            None => "did not run".to_string(),
+        };
+        let mut line = format!("  {:<6} {:<22} {check:<28}", run.kernel.name, run.release);
         for l in &layers {
             let cell = match run.layers.iter().find(|r| r.layer == l.name()) {
                 Some(r) => format!(
@@ -297,6 +354,9 @@ fn matrix(args: &Args) -> anyhow::Result<()> {
         if let Some(e) = &run.error {
             failed += 1;
             eprintln!("         {e}");
+        } else if let Some(c) = run.check.as_ref().filter(|c| !c.ok) {
+            failed += 1;
+            eprintln!("         rstguard check: {}", c.summary);
         } else if let Some(bad) = run.layers.iter().find(|l| !l.ok) {
             failed += 1;
             eprintln!(
