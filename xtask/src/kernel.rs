@@ -408,7 +408,7 @@ pub fn run_in(
     c: &Cached,
     rstguard: &Path,
     binaries: &[(&'static str, PathBuf)],
-    test_args: &[String],
+    test_args: &dyn Fn(&str) -> Vec<String>,
     out_dir: &Path,
 ) -> KernelRun {
     let start = Instant::now();
@@ -435,7 +435,7 @@ fn boot_and_run(
     c: &Cached,
     rstguard: &Path,
     binaries: &[(&'static str, PathBuf)],
-    test_args: &[String],
+    test_args: &dyn Fn(&str) -> Vec<String>,
     out: &Path,
     run: &mut KernelRun,
 ) -> anyhow::Result<()> {
@@ -469,8 +469,8 @@ fn boot_and_run(
         &shell_quote(&check_sh.to_string_lossy()),
         &shell_quote(&out.to_string_lossy()),
     ));
-    let args: Vec<String> = test_args.iter().map(|a| shell_quote(a)).collect();
     for (layer, bin) in binaries {
+        let args: Vec<String> = test_args(layer).iter().map(|a| shell_quote(a)).collect();
         let log = out.join(format!("{layer}.log"));
         let rc = out.join(format!("{layer}.rc"));
         // The guest's CPU time in the layer's user space and in its kernel
