@@ -51,11 +51,12 @@ where
     prog.test_run(opts).map(|r| r.return_value)
 }
 
-/// The oldest kernel whose verifier takes the program with socket mode on
-/// (the kernel matrix: 5.10's gives up at its million instructions; the
-/// daemon then tracks, saying why). Older kernels must refuse it cleanly,
-/// and load it with socket mode off.
-pub const SOCKET_MODE_FROM: (u32, u32) = (6, 1);
+/// The oldest kernel whose verifier takes the program with socket mode on:
+/// 5.10, the oldest rstguard runs on (the kernel matrix; before LLVM wrote
+/// struct copies as plain loads and stores, 5.10's verifier gave up at its
+/// million instructions). Older kernels must refuse it cleanly, and load it
+/// with socket mode off.
+pub const SOCKET_MODE_FROM: (u32, u32) = (5, 10);
 
 /// Loads the object with socket mode on; `None` on a kernel older than
 /// [`SOCKET_MODE_FROM`] that refuses it, after checking that the object
