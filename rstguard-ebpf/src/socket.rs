@@ -32,8 +32,9 @@ use rstguard_common::{
     count::{cause_slot, rst_slot},
     judge::cause::{Thresholds, EVIDENCE_DATA_AFTER},
     judge::socket::{
-        self, tcp_state, ByteField, Kind, Peer, Sock, SockFields, Source, LOCAL_ADDRS_MAX,
-        PEERS_MAX, PEER_RST,
+        self,
+        cause::{self as peer_cause, Peer, PEERS_MAX, PEER_RST},
+        tcp_state, ByteField, Kind, Sock, SockFields, Source, LOCAL_ADDRS_MAX,
     },
     judge::Judgement,
     parse::SYN,
@@ -60,7 +61,7 @@ static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(LOCAL_ADDR
 
 /// What socket mode keeps beside the sockets, learned only from handshake
 /// segments and from the RSTs it passes (see `rstguard_common::judge::
-/// socket::Peer`).
+/// socket::cause::Peer`).
 #[map]
 static PEERS: LruHashMap<FlowKey, Peer> = LruHashMap::with_max_entries(PEERS_MAX, 0);
 
@@ -322,12 +323,12 @@ pub fn judge_rst(
     let idle = match found {
         Some((s, rcv_tstamp)) if s.kind == Kind::Full => {
             // SAFETY: as above.
-            socket::idle_ns(unsafe { bpf_jiffies64() }, rcv_tstamp, field!(hz))
+            peer_cause::idle_ns(unsafe { bpf_jiffies64() }, rcv_tstamp, field!(hz))
         }
         _ => 0,
     };
-    let facts = socket::facts(sock.as_ref(), peer.as_ref(), &pkt.seg, idle, now);
-    let cause = socket::cause(verdict, &facts, &Thresholds::of(policy), now);
+    let facts = peer_cause::facts(sock.as_ref(), peer.as_ref(), &pkt.seg, idle, now);
+    let cause = peer_cause::cause(verdict, &facts, &Thresholds::of(policy), now);
     bump_slot(c, rst_slot(verdict, action));
     bump_slot(c, cause_slot(Direction::Ingress, cause));
     // A RST that resets a connection goes on record, and so does one
@@ -341,7 +342,7 @@ pub fn judge_rst(
             || verdict == Verdict::TtlMismatch)
     {
         let mut record = peer.unwrap_or_default();
-        socket::note_rst(&mut record, &pkt.seg, sock.map_or(0, |s| s.window()));
+        peer_cause::note_rst(&mut record, &pkt.seg, sock.map_or(0, |s| s.window()));
         let _ = PEERS.insert(&pkt.key, &record, 0);
         let _ = RST_NOTED_AT.set(0, &now, 0);
     }
@@ -382,7 +383,7 @@ pub fn learn(ctx: &XdpContext, pkt: &Packet, ifindex: u32, slot: u32, c: &mut Co
     let seg = &pkt.seg;
     if seg.has(SYN) {
         let sock = lookup(ctx, pkt).map(|(s, _)| s);
-        if socket::teaches_ttl(sock.as_ref(), seg) {
+        if peer_cause::teaches_ttl(sock.as_ref(), seg) {
             let peer = Peer {
                 ttl: seg.ttl,
                 ..Peer::default()
@@ -410,7 +411,7 @@ pub fn learn(ctx: &XdpContext, pkt: &Packet, ifindex: u32, slot: u32, c: &mut Co
     let peer = unsafe { &mut *p };
     let fail_open = Policy::FAIL_OPEN;
     let policy = policy(slot).unwrap_or(&fail_open);
-    if !socket::proves_injection(peer, seg, policy.ttl_slack) {
+    if !peer_cause::proves_injection(peer, seg, policy.ttl_slack) {
         return;
     }
     // Counted once.
@@ -421,7 +422,7 @@ pub fn learn(ctx: &XdpContext, pkt: &Packet, ifindex: u32, slot: u32, c: &mut Co
             verdict: Verdict::Exact,
             action: Action::Pass,
             cause: Cause::Injected,
-            facts: socket::facts(None, Some(peer), seg, 0, now),
+            facts: peer_cause::facts(None, Some(peer), seg, 0, now),
         };
         let against = Against {
             has_flow: RstEvent::FROM_SOCKET,
