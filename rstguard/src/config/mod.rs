@@ -251,28 +251,26 @@ pub fn load(args: &AttachArgs) -> Result<Settings, ConfigError> {
     resolve(args, &file, path)
 }
 
-/// What SIGHUP may change live, and what needs a restart.
-pub fn restart_needed(old: &Settings, new: &Settings) -> Vec<&'static str> {
-    let mut v = Vec::new();
-    if old.interfaces != new.interfaces {
-        v.push("interfaces");
+/// The settings only a restart can change, in one place: for each that
+/// differs in `new`, its name, and `new` keeps the running value (SIGHUP
+/// applies the rest).
+pub fn keep_restart_only(running: &Settings, new: &mut Settings) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    macro_rules! keep {
+        ($name:literal, $($field:ident),+) => {
+            if $(running.$field != new.$field)||+ {
+                changed.push($name);
+            }
+            $(new.$field = running.$field.clone();)+
+        };
     }
-    if old.mode != new.mode || old.iface_modes != new.iface_modes {
-        v.push("mode");
-    }
-    if old.flows != new.flows {
-        v.push("flows");
-    }
-    if old.new_flows != new.new_flows {
-        v.push("new_flows");
-    }
-    if old.state != new.state || old.iface_states != new.iface_states {
-        v.push("state");
-    }
-    if old.metrics != new.metrics {
-        v.push("metrics");
-    }
-    v
+    keep!("interfaces", interfaces);
+    keep!("mode", mode, iface_modes);
+    keep!("flows", flows);
+    keep!("new_flows", new_flows);
+    keep!("state", state, iface_states);
+    keep!("metrics", metrics);
+    changed
 }
 
 #[cfg(test)]

@@ -83,16 +83,9 @@ pub fn plan(running: &Settings, new: Settings, auto: &[AutoNow]) -> Result<Plan,
         .filter(|old| !new.trust.contains(old))
         .cloned()
         .collect();
-    let restart_needed = config::restart_needed(running, &new);
     // What needs a restart keeps its running value.
     let mut settings = new;
-    settings.interfaces = running.interfaces.clone();
-    settings.mode = running.mode;
-    settings.iface_modes = running.iface_modes.clone();
-    settings.state = running.state;
-    settings.iface_states = running.iface_states.clone();
-    settings.flows = running.flows;
-    settings.metrics = running.metrics;
+    let restart_needed = config::keep_restart_only(running, &mut settings);
     Ok(Plan {
         policy: settings.policy,
         auto_policies,
