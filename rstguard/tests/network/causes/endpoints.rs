@@ -28,22 +28,22 @@ fn endpoint_causes(
     });
     let what = format!("{fam} {level} refused");
     assert_eq!(got, Err(ErrorKind::ConnectionRefused), "{what}");
-    let r = at_client.wait(&what, |r| r.sent(server, client));
-    assert_eq!(
-        said(&r),
+    let r = named(
+        at_client,
+        &what,
+        (server, client),
         ("c0", "ingress", "exact", "pass", "refused", "RST|ACK"),
-        "{what}: {r:#?}"
     );
     assert_eq!((r.ttl, r.peer_ttl), (PEER_TTL, None), "{what}: {r:#?}");
     assert!(
         r.evidence.starts_with("it answers the SYN"),
         "{what}: {r:#?}"
     );
-    let r = at_server.wait(&what, |r| r.sent(server, client));
-    assert_eq!(
-        said(&r),
+    let r = named(
+        at_server,
+        &what,
+        (server, client),
         ("s0", "egress", "exact", "pass", "refused", "RST|ACK"),
-        "{what}: {r:#?}"
     );
     assert_eq!(r.ttl, OWN_TTL, "{what}: {r:#?}");
     flows.push(
@@ -101,18 +101,18 @@ fn endpoint_causes(
             64,
         )],
     );
-    let r = at_client.wait(&what, |r| r.sent(server, client));
-    assert_eq!(
-        said(&r),
+    named(
+        at_client,
+        &what,
+        (server, client),
         (
             "c0",
             "ingress",
             "bad_syn_ack",
             pass_or_drop,
             "blind",
-            "RST|ACK"
+            "RST|ACK",
         ),
-        "{what}: {r:#?}"
     );
     drop(held);
     assert_eq!(
@@ -143,22 +143,22 @@ fn endpoint_causes(
     assert!(reset, "{what}: no RST answered the write");
     assert_eq!(states, (TCP_CLOSE_WAIT, TCP_CLOSE), "{what}");
     assert_eq!(second, Err(ErrorKind::BrokenPipe), "{what}");
-    let r = at_client.wait(&what, |r| r.sent(server, client));
-    assert_eq!(
-        said(&r),
+    let r = named(
+        at_client,
+        &what,
+        (server, client),
         ("c0", "ingress", "exact", "pass", "peer_closed", "RST"),
-        "{what}: {r:#?}"
     );
     assert_eq!((r.ttl, r.peer_ttl), (PEER_TTL, Some(PEER_TTL)), "{what}");
     assert!(
         r.evidence.starts_with("after the sender's FIN"),
         "{what}: {r:#?}"
     );
-    let r = at_server.wait(&what, |r| r.sent(server, client));
-    assert_eq!(
-        said(&r),
+    named(
+        at_server,
+        &what,
+        (server, client),
         ("s0", "egress", "exact", "pass", "peer_closed", "RST"),
-        "{what}: {r:#?}"
     );
     // The peer's stack answers every segment of ours that reaches it
     // after its close (the write, and the ACK of its FIN when that was
@@ -195,8 +195,7 @@ fn endpoint_causes(
             ("s0", "egress", "exact", "pass", "abort", "RST|ACK"),
         ),
     ] {
-        let r = log.wait(&what, |r| r.sent(server, client));
-        assert_eq!(said(&r), want, "{what}: {r:#?}");
+        let r = named(log, &what, (server, client), want);
         assert!(
             r.evidence.contains("closed with data unread"),
             "{what}: {r:#?}"
@@ -233,8 +232,7 @@ fn endpoint_causes(
             ("s0", "egress", "exact", "pass", "abort", "RST|ACK"),
         ),
     ] {
-        let r = log.wait(&what, |r| r.sent(server, client));
-        assert_eq!(said(&r), want, "{what}: {r:#?}");
+        let r = named(log, &what, (server, client), want);
         assert!(r.evidence.contains("SO_LINGER 0"), "{what}: {r:#?}");
     }
     // The client's ACKs still in flight when the server aborted draw the
@@ -299,22 +297,22 @@ fn endpoint_causes(
         "{what}: the client no longer ESTABLISHED"
     );
     assert_eq!(got, ErrorKind::ConnectionReset, "{what}");
-    let r = at_client.wait(&what, |r| r.sent(server, client));
-    assert_eq!(
-        said(&r),
+    let r = named(
+        at_client,
+        &what,
+        (server, client),
         ("c0", "ingress", "exact", "pass", "no_socket", "RST"),
-        "{what}: {r:#?}"
     );
     assert_eq!((r.ttl, r.peer_ttl), (PEER_TTL, Some(PEER_TTL)), "{what}");
     assert!(
         r.evidence.contains("the sender has no such connection"),
         "{what}: {r:#?}"
     );
-    let r = at_server.wait(&what, |r| r.sent(server, client));
-    assert_eq!(
-        said(&r),
+    named(
+        at_server,
+        &what,
+        (server, client),
         ("s0", "egress", "exact", "pass", "no_socket", "RST"),
-        "{what}: {r:#?}"
     );
     flows.push(
         Expected::new(what, client, server)
@@ -349,11 +347,11 @@ fn endpoint_causes(
     done_tx.send(()).unwrap();
     srv.join().unwrap();
     assert_eq!(got, ErrorKind::ConnectionReset, "{what}");
-    let r = at_client.wait(&what, |r| r.sent(server, client));
-    assert_eq!(
-        said(&r),
+    let r = named(
+        at_client,
+        &what,
+        (server, client),
         ("c0", "ingress", "exact", "pass", "middlebox", "RST"),
-        "{what}: {r:#?}"
     );
     assert_eq!(
         (r.ttl, r.peer_ttl),

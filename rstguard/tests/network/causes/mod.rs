@@ -79,6 +79,20 @@ fn said(r: &Reset) -> (&str, &str, &str, &str, &str, &str) {
     )
 }
 
+/// Waits in `log` for the record of a RST sent from `sent.0` to `sent.1`,
+/// and checks what it was named: device, direction, verdict, action, cause
+/// and flags, as [`said`] gives them.
+fn named(
+    log: &ResetLog,
+    what: &str,
+    sent: (SocketAddr, SocketAddr),
+    want: (&str, &str, &str, &str, &str, &str),
+) -> Reset {
+    let r = log.wait(what, |r| r.sent(sent.0, sent.1));
+    assert_eq!(said(&r), want, "{what}: {r:#?}");
+    r
+}
+
 /// A client socket bound to the client's address (its port known before
 /// it connects).
 fn client_socket(v6: bool) -> (Socket, SocketAddr) {
