@@ -2,7 +2,6 @@
 //! real sender leaves it on the wire (IPv4 and IPv6), counted by direction
 //! and cause, reported in an event with its evidence; `--drop-injected`.
 
-use aya::maps::PerCpuValues;
 use rstguard_common::{
     count::cause_slot,
     judge::cause::{EVIDENCE_DATA_AFTER, EVIDENCE_DATA_UNREAD, EVIDENCE_TTL_KNOWN},
@@ -26,37 +25,15 @@ fn router(level: Level, net: Net) -> Lab {
     let mut lab = Lab::with_net(level, net);
     lab.middlebox = true;
     lab.s.ttl = SERVER_TTL;
-    open_events(&mut lab.h);
+    lab.h.open_events();
     lab
 }
 
 /// A conversation with this host as the server (its segments at TC).
 fn host(level: Level, net: Net) -> Lab {
     let mut lab = Lab::with_net(level, net);
-    open_events(&mut lab.h);
+    lab.h.open_events();
     lab
-}
-
-/// Gives every CPU an event budget and empties the ring.
-fn open_events(h: &mut Harness) {
-    let ncpus = aya::util::nr_cpus().expect("the number of CPUs");
-    let budget = h.loaded.event_budget.as_mut().expect("the event budget");
-    budget
-        .set(0, PerCpuValues::try_from(vec![1000u32; ncpus]).unwrap(), 0)
-        .expect("filling the event budget");
-    events(h);
-}
-
-/// The events the programs sent since the last call.
-fn events(h: &mut Harness) -> Vec<RstEvent> {
-    let ring = h.loaded.events.as_mut().expect("the event ring");
-    let mut out = Vec::new();
-    while let Some(item) = ring.next() {
-        assert!(item.len() >= std::mem::size_of::<RstEvent>());
-        // SAFETY: the program wrote a whole RstEvent (length checked).
-        out.push(unsafe { (item.as_ptr() as *const RstEvent).read_unaligned() });
-    }
-    out
 }
 
 /// The one cause counter that moved since `before`.
@@ -101,7 +78,7 @@ fn rst_from_server(
     let (v, a) = lab.h.judge(&frame);
     let (dir, cause) = moved_cause(&lab.h, &before);
     assert_eq!(dir, Ingress);
-    let mut ev = events(&mut lab.h);
+    let mut ev = lab.h.events();
     assert_eq!(ev.len(), 1, "one event for the RST");
     let e = ev.pop().unwrap();
     assert_eq!(
@@ -127,7 +104,7 @@ fn own_rst(lab: &mut Lab, seq: u32, ack: Option<u32>) -> (Cause, RstEvent) {
         0,
         "the host's own RSTs are never judged"
     );
-    let mut ev = events(&mut lab.h);
+    let mut ev = lab.h.events();
     assert_eq!(ev.len(), 1, "one event for the host's RST");
     let e = ev.pop().unwrap();
     assert_eq!((e.cause, e.direction), (cause as u8, Egress as u8));
@@ -240,7 +217,7 @@ fn an_injected_rst_is_named_when_the_peers_data_goes_on() {
         let before = lab.h.counters();
         lab.send(Server.data(1000));
         assert_eq!(moved_cause(&lab.h, &before), (Ingress, Injected), "{name}");
-        let ev = events(&mut lab.h);
+        let ev = lab.h.events();
         assert_eq!(ev.len(), 1, "{name}: one event proves it");
         assert_eq!(ev[0].cause, Injected as u8);
         assert_ne!(ev[0].evidence & EVIDENCE_DATA_AFTER, 0);

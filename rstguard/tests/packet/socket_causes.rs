@@ -5,7 +5,6 @@
 
 use std::{net::SocketAddr, thread, time::Duration};
 
-use aya::maps::PerCpuValues;
 use rstguard_common::{
     count::cause_slot,
     judge::{cause::EVIDENCE_DATA_AFTER, socket::Source},
@@ -80,27 +79,6 @@ fn rst(seq: u32, ttl: u8) -> Seg {
         ttl: Some(ttl),
         ..Seg::default()
     }
-}
-
-/// Fills the event budget and empties the ring.
-fn events_on(h: &mut Harness) {
-    let cpus = aya::util::nr_cpus().expect("counting CPUs");
-    let budget = h.loaded.event_budget.as_mut().expect("the event budget");
-    budget
-        .set(0, PerCpuValues::try_from(vec![1000u32; cpus]).unwrap(), 0)
-        .expect("filling the event budget");
-    events(h);
-}
-
-fn events(h: &mut Harness) -> Vec<RstEvent> {
-    let ring = h.loaded.events.as_mut().expect("the event ring");
-    let mut out = Vec::new();
-    while let Some(item) = ring.next() {
-        assert!(item.len() >= std::mem::size_of::<RstEvent>());
-        // SAFETY: the program wrote a whole RstEvent (length checked).
-        out.push(unsafe { (item.as_ptr() as *const RstEvent).read_unaligned() });
-    }
-    out
 }
 
 /// The ingress cause counters that moved since `before`, with how much.
@@ -203,7 +181,7 @@ fn data_from_the_peer_past_a_passed_rst_names_it_injected_once() {
         in_netns(Level::Monitor, Source::Socket, move |h| {
             let t = Taught::new(h, v6);
             settle();
-            events_on(h);
+            h.open_events();
             let at = t.rcv_nxt();
             let data = |seq, ttl| Seg {
                 seq,
@@ -222,7 +200,7 @@ fn data_from_the_peer_past_a_passed_rst_names_it_injected_once() {
                 judged(h, &t.client_sends(&rst(at, NEARER))).2,
                 Cause::Middlebox
             );
-            events(h);
+            h.events();
             // Data the peer sent before, arriving late, ends at the RST:
             // nothing; from another distance than the peer's: nothing.
             let before = h.counters();
@@ -233,7 +211,7 @@ fn data_from_the_peer_past_a_passed_rst_names_it_injected_once() {
             let before = h.counters();
             h.xdp(&t.client_sends(&data(at, PEER_TTL)));
             assert_eq!(causes_moved(h, &before), vec![(Cause::Injected, 1)]);
-            let ev = events(h);
+            let ev = h.events();
             assert_eq!(ev.len(), 1, "{ev:?}");
             assert_eq!(ev[0].cause, Cause::Injected as u8);
             assert_eq!(ev[0].has_flow, RstEvent::FROM_SOCKET);

@@ -164,6 +164,34 @@ impl Harness {
             .expect("BPF_PROG_TEST_RUN (tc)")
     }
 
+    /// Gives every CPU an event budget and empties the ring.
+    pub fn open_events(&mut self) {
+        let ncpus = aya::util::nr_cpus().expect("the number of CPUs");
+        let budget = self.loaded.event_budget.as_mut().expect("the event budget");
+        budget
+            .set(
+                0,
+                aya::maps::PerCpuValues::try_from(vec![1000u32; ncpus]).unwrap(),
+                0,
+            )
+            .expect("filling the event budget");
+        self.events();
+    }
+
+    /// The events the programs sent since the last call.
+    pub fn events(&mut self) -> Vec<rstguard_common::RstEvent> {
+        let ring = self.loaded.events.as_mut().expect("the event ring");
+        let mut out = Vec::new();
+        while let Some(item) = ring.next() {
+            assert!(item.len() >= std::mem::size_of::<rstguard_common::RstEvent>());
+            // SAFETY: the program wrote a whole RstEvent (length checked).
+            out.push(unsafe {
+                (item.as_ptr() as *const rstguard_common::RstEvent).read_unaligned()
+            });
+        }
+        out
+    }
+
     /// Whether BPF_PROG_TEST_RUN takes `ingress_ifindex` in the skb context
     /// (what [`Harness::tc_forwarded`] needs): 5.10 answers EINVAL, 6.1
     /// takes it (the kernel began between them; the matrix proves both).
