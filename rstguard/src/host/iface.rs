@@ -183,7 +183,7 @@ pub fn device_type(name: &str) -> Option<u16> {
         if fd < 0 {
             return None;
         }
-        let r = libc::ioctl(fd, libc::SIOCGIFHWADDR, &mut req as *mut libc::ifreq);
+        let r = libc::ioctl(fd, libc::SIOCGIFHWADDR as _, &mut req as *mut libc::ifreq);
         libc::close(fd);
         r == 0
     };
