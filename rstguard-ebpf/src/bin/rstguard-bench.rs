@@ -16,6 +16,9 @@
 //!   on every run (into the table of new flows, on the common LRU list).
 //! * `bench_new_flow_per_cpu`: the same creation, into a table with
 //!   per-CPU LRU lists (`BPF_F_NO_COMMON_LRU`), for the comparison.
+//!
+//! The entry points are `#[inline(always)]`, as in the daemon's objects
+//! (see `rstguard.rs`).
 #![no_std]
 #![no_main]
 
@@ -40,22 +43,26 @@ use rstguard_ebpf::{
 };
 
 #[xdp]
+#[inline(always)]
 pub fn rstguard_xdp(ctx: XdpContext) -> u32 {
     xdp::run::<false>(&ctx)
 }
 
 #[classifier]
+#[inline(always)]
 pub fn rstguard_tc(ctx: TcContext) -> i32 {
     tc::run::<false>(&ctx)
 }
 
 /// rstguard's XDP program as the socket-mode object builds it.
 #[xdp]
+#[inline(always)]
 pub fn bench_socket_xdp(ctx: XdpContext) -> u32 {
     xdp::run::<true>(&ctx)
 }
 
 #[xdp]
+#[inline(always)]
 pub fn bench_pass(_ctx: XdpContext) -> u32 {
     XDP_PASS
 }
@@ -68,6 +75,7 @@ fn parsed(ctx: &XdpContext, pkt: &mut Packet) -> bool {
 }
 
 #[xdp]
+#[inline(always)]
 pub fn bench_parse(ctx: XdpContext) -> u32 {
     let Some(scratch) = parse::scratch() else {
         return XDP_PASS;
@@ -78,6 +86,7 @@ pub fn bench_parse(ctx: XdpContext) -> u32 {
 }
 
 #[xdp]
+#[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "the key by value would be a copy on the stack, which rstguard's own lookup does not make"
@@ -93,6 +102,7 @@ pub fn bench_lookup(ctx: XdpContext) -> u32 {
 }
 
 #[xdp]
+#[inline(always)]
 pub fn bench_sk_lookup(ctx: XdpContext) -> u32 {
     let Some(scratch) = parse::scratch() else {
         return XDP_PASS;
@@ -118,6 +128,7 @@ pub fn bench_sk_lookup(ctx: XdpContext) -> u32 {
 }
 
 #[xdp]
+#[inline(always)]
 pub fn bench_drop_rst(ctx: XdpContext) -> u32 {
     let Some(scratch) = parse::scratch() else {
         return XDP_PASS;
@@ -147,6 +158,7 @@ fn next_source(ctx: &XdpContext) {
 }
 
 #[xdp]
+#[inline(always)]
 pub fn bench_new_flow(ctx: XdpContext) -> u32 {
     next_source(&ctx);
     xdp::run::<false>(&ctx)
@@ -161,6 +173,7 @@ static BENCH_PER_CPU_LRU: LruHashMap<FlowKey, Flow> =
 /// What creating a flow costs rstguard (parse, two lookups that miss, the
 /// flow built, one insert), with the insert into a table of per-CPU lists.
 #[xdp]
+#[inline(always)]
 #[expect(
     clippy::needless_borrows_for_generic_args,
     reason = "the key and flow by value would be copies on the stack, which rstguard's own code does not make"
