@@ -31,6 +31,8 @@ pub struct Iface {
     pub slot: u32,
     /// Its frames start at the IP header (no link-layer header).
     pub l3: bool,
+    /// Its whole IFACE_SLOTS word (the state source is in it too).
+    pub word: u32,
 }
 
 /// Interface `ifindex`, from its IFACE_SLOTS entry.
@@ -40,6 +42,7 @@ pub fn iface(ifindex: u32) -> Iface {
     Iface {
         slot: word & SLOT_MASK,
         l3: word & SLOT_L3 != 0,
+        word,
     }
 }
 

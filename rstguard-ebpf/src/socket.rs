@@ -14,6 +14,8 @@
     reason = "passing keys and records by value would copy them onto the 512-byte BPF stack"
 )]
 
+use core::cell::UnsafeCell;
+
 use aya_ebpf::{
     bindings::{bpf_sock, bpf_sock_tuple, BPF_F_CURRENT_NETNS},
     helpers::{
@@ -24,7 +26,7 @@ use aya_ebpf::{
         },
     },
     macros::map,
-    maps::{Array, HashMap, LruHashMap},
+    maps::{HashMap, LruHashMap},
     programs::XdpContext,
 };
 use rstguard_common::{
@@ -33,7 +35,7 @@ use rstguard_common::{
     judge::cause::{Thresholds, EVIDENCE_DATA_AFTER},
     judge::socket::{
         self,
-        cause::{self as peer_cause, Peer, PEERS_MAX, PEER_RST},
+        cause::{self as peer_cause, watch_bucket, Peer, PEERS_MAX, PEER_RST, WATCH_BUCKETS},
         tcp_state, ByteField, Kind, Sock, SockFields, Source, LOCAL_ADDRS_MAX,
     },
     judge::Judgement,
@@ -43,7 +45,7 @@ use rstguard_common::{
 
 use crate::{
     act::{policy, report, sampled, take_event, Against},
-    count::{bump, bump_slot, IFACE_SLOTS},
+    count::{bump, bump_slot},
     judge::is_trusted,
     parse::Packet,
 };
@@ -65,12 +67,46 @@ static LOCAL_ADDRS: HashMap<[u8; 16], u8> = HashMap::with_max_entries(LOCAL_ADDR
 #[map]
 static PEERS: LruHashMap<FlowKey, Peer> = LruHashMap::with_max_entries(PEERS_MAX, 0);
 
-/// When a RST last went on record in [`PEERS`] (coarse ns; 0: never).
-/// Segments with data are looked for in [`PEERS`] only for
-/// [`INJECTION_WATCH_NS`] after: otherwise a data segment costs one array
-/// read more than before, and no hash lookup.
-#[map]
-static RST_NOTED_AT: Array<u64> = Array::with_max_entries(1, 0);
+/// When a RST last went on record in [`PEERS`] (coarse ns; 0: never), by
+/// the flow's bucket (`watch_bucket`). A data segment is looked for in
+/// [`PEERS`] only while its own bucket is watched ([`INJECTION_WATCH_NS`]).
+/// A global array (the object's `.bss`), not a map: the program reads its
+/// bucket straight, with no lookup helper, no key on the stack and no
+/// bounds check but the mask, so a data segment outside the watch costs a
+/// hash and one load.
+static RST_WATCH: Watch = Watch(UnsafeCell::new([0; WATCH_BUCKETS as usize]));
+
+/// [`RST_WATCH`]'s array. Each entry is one aligned 8-byte word, read and
+/// written whole (volatile: one load or store each); a race between CPUs
+/// loses one recent timestamp to another.
+struct Watch(UnsafeCell<[u64; WATCH_BUCKETS as usize]>);
+
+// SAFETY: see `Watch`: single aligned word accesses only.
+unsafe impl Sync for Watch {}
+
+impl Watch {
+    /// The entry for `key`.
+    #[inline(always)]
+    fn entry(&self, key: &FlowKey) -> *mut u64 {
+        let i = (watch_bucket(key) & (WATCH_BUCKETS - 1)) as usize;
+        // SAFETY: `i` is masked into the array.
+        unsafe { (self.0.get() as *mut u64).add(i) }
+    }
+
+    /// When a RST on `key`'s bucket last went on record.
+    #[inline(always)]
+    fn noted(&self, key: &FlowKey) -> u64 {
+        // SAFETY: an aligned word of a static (see `Watch`).
+        unsafe { core::ptr::read_volatile(self.entry(key)) }
+    }
+
+    /// Puts `key`'s bucket on the watch from `now`.
+    #[inline(always)]
+    fn note(&self, key: &FlowKey, now: u64) {
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(self.entry(key), now) }
+    }
+}
 
 /// How long after a RST went on record the data that proves it forged is
 /// looked for: the real peer's next segment comes within its
@@ -97,22 +133,22 @@ fn enabled() -> bool {
     field!(enabled) != 0
 }
 
-/// Whether a segment through interface `ifindex` is judged by socket (a
-/// RST) or only counted (anything else), rather than tracked: by the
-/// interface's state source, and for `auto` by whether this host's own end
-/// (`local`: the destination at ingress, the source at egress) is one of
-/// its addresses.
+/// Whether a segment through an interface is judged by socket (a RST) or
+/// only counted (anything else), rather than tracked: by the interface's
+/// state source (in `word`, its IFACE_SLOTS word), and for `auto` by
+/// whether this host's own end (`local`: the destination at ingress, the
+/// source at egress) is one of its addresses.
 ///
-/// Called after the parser, and reading the interface's word itself: a
+/// Called after the parser, with the word passed through `black_box`: a
 /// source decoded before the parser would be a different constant on each
-/// path through it, and the verifier would walk the parser once per source.
+/// path through it, and the verifier would walk the parser once per
+/// source.
 #[inline(always)]
-pub fn by_socket(ifindex: u32, local: &[u8; 16]) -> bool {
+pub fn by_socket(word: u32, local: &[u8; 16]) -> bool {
     if !enabled() {
         return false;
     }
-    let word = IFACE_SLOTS.get(ifindex).copied().unwrap_or(0);
-    match Source::from_slot_word(word) {
+    match Source::from_slot_word(core::hint::black_box(word)) {
         Source::Track => false,
         Source::Socket => true,
         // SAFETY: a map value, only compared with None.
@@ -344,7 +380,7 @@ pub fn judge_rst(
         let mut record = peer.unwrap_or_default();
         peer_cause::note_rst(&mut record, &pkt.seg, sock.map_or(0, |s| s.window()));
         let _ = PEERS.insert(&pkt.key, &record, 0);
-        let _ = RST_NOTED_AT.set(0, &now, 0);
+        RST_WATCH.note(&pkt.key, now);
     }
     // As in tracking: every RST a real peer could have sent is reported
     // (within the event budget), suspicious ones as sampled.
@@ -374,12 +410,11 @@ pub fn judge_rst(
 /// What socket mode learns from a segment that is not a RST, addressed to
 /// a local socket: the peer's TTL from a handshake segment the socket
 /// vouches for (one socket lookup per SYN and SYN-ACK), and, for a while
-/// after a RST went on record, whether data proves that RST forged.
+/// after a RST on its flow went on record, whether data proves that RST
+/// forged. Called only for segments [`by_socket`] chose (so socket mode is
+/// enabled).
 #[inline(always)]
 pub fn learn(ctx: &XdpContext, pkt: &Packet, ifindex: u32, slot: u32, c: &mut Counters) {
-    if !enabled() {
-        return;
-    }
     let seg = &pkt.seg;
     if seg.has(SYN) {
         let sock = lookup(ctx, pkt).map(|(s, _)| s);
@@ -395,7 +430,7 @@ pub fn learn(ctx: &XdpContext, pkt: &Packet, ifindex: u32, slot: u32, c: &mut Co
     if seg.payload_len == 0 {
         return;
     }
-    let noted = RST_NOTED_AT.get(0).copied().unwrap_or(0);
+    let noted = RST_WATCH.noted(&pkt.key);
     if noted == 0 {
         return;
     }

@@ -29,7 +29,7 @@ const HEADROOM: u32 = 160;
 pub fn run<const SOCKET: bool>(ctx: &TcContext) -> i32 {
     // SAFETY: the context pointer the kernel passed to this program.
     let (ifindex, came_in) = unsafe { ((*ctx.skb.skb).ifindex, (*ctx.skb.skb).ingress_ifindex) };
-    let Iface { slot, l3 } = iface(ifindex);
+    let Iface { slot, l3, word } = iface(ifindex);
     let Some(c) = counters(slot) else {
         return TC_NEXT;
     };
@@ -82,7 +82,7 @@ pub fn run<const SOCKET: bool>(ctx: &TcContext) -> i32 {
             bump(c, Counter::TcForwardedRst);
         }
     } else if local {
-        if !(SOCKET && socket::by_socket(ifindex, &pkt.src)) {
+        if !(SOCKET && socket::by_socket(word, &pkt.src)) {
             state::learn(pkt, Origin::Local, flow, ifindex, slot, c);
         }
     } else if !attached(came_in) {

@@ -28,7 +28,7 @@ use crate::{
 /// does not want it) runs exactly the tracking program.
 pub fn run<const SOCKET: bool>(ctx: &XdpContext) -> u32 {
     let ifindex = ctx.ingress_ifindex() as u32;
-    let Iface { slot, l3 } = iface(ifindex);
+    let Iface { slot, l3, word } = iface(ifindex);
     let Some(c) = counters(slot) else {
         return XDP_PASS;
     };
@@ -58,12 +58,15 @@ pub fn run<const SOCKET: bool>(ctx: &XdpContext) -> u32 {
             };
         }
     }
-    read_options(Cursor::new(start, end), pkt);
     bump(c, Counter::XdpTcp);
-    if pkt.bad_options {
-        bump(c, Counter::BadTcpOptions);
+    let by_socket = SOCKET && socket::by_socket(word, &pkt.dst);
+    // Socket mode reads no TCP option: the socket holds what they said.
+    if !by_socket {
+        read_options(Cursor::new(start, end), pkt);
+        if pkt.bad_options {
+            bump(c, Counter::BadTcpOptions);
+        }
     }
-    let by_socket = SOCKET && socket::by_socket(ifindex, &pkt.dst);
     if pkt.seg.has(RST) {
         bump(c, Counter::XdpRst);
         let action = if by_socket {

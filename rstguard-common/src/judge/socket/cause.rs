@@ -8,6 +8,7 @@ use crate::{
     clock::{seen, Clock},
     judge::cause::{of_rst, ttl_differs, Cause, Facts, Thresholds},
     judge::Verdict,
+    key::FlowKey,
     parse::{Segment, ACK, SYN},
     seq::after,
 };
@@ -127,6 +128,24 @@ pub fn facts(
         first_rst_ttl: peer.map_or(0, |p| p.rst_ttl),
         rst_on_record: false,
     }
+}
+
+/// How many buckets the injection watch has (a power of two): an array of
+/// when a RST last went on record for any flow in each bucket, so that a
+/// data segment is looked for in [`PEERS`] only when its own bucket saw a
+/// RST recently. 8 KiB whatever the number of flows.
+pub const WATCH_BUCKETS: u32 = 1 << 10;
+
+/// The injection watch's bucket of `key`: a multiplicative hash of its
+/// words. It needs no secret: a collision (one aimed by someone who can
+/// make a RST go on record, which takes the right sequence number) costs
+/// the other flow one lookup of [`PEERS`] per data segment for the watch's
+/// length, and decides nothing.
+#[inline(always)]
+pub fn watch_bucket(key: &FlowKey) -> u32 {
+    let ports = (u32::from(key.lo_port) << 16) | u32::from(key.hi_port);
+    (key.addrs[0] ^ key.addrs[1] ^ ports).wrapping_mul(0x9E37_79B1)
+        >> (32 - WATCH_BUCKETS.trailing_zeros())
 }
 
 /// Records in `peer` the RST that the socket accepts (an exact one that

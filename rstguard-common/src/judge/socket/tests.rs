@@ -427,3 +427,23 @@ fn idle_time_comes_from_jiffies_at_the_kernels_hz() {
     assert_eq!(idle_ns((1u64 << 32) + 10, u32::MAX - 239, 250), SECOND);
     assert_eq!(idle_ns(5000, 1000, 0), 0, "HZ unknown: no idle time");
 }
+
+#[test]
+fn the_injection_watch_spreads_one_servers_flows_over_its_buckets() {
+    use crate::{Endpoints, FlowKey};
+    let server = crate::key::v4_mapped([10, 0, 0, 1]);
+    let mut seen = [0u32; WATCH_BUCKETS as usize];
+    for i in 0..1000u32 {
+        // Clients of one server, on consecutive ports of a few addresses:
+        // what a busy host's flows look like.
+        let client = crate::key::v4_mapped([10, 0, 1, (i % 4) as u8]);
+        let (e, _) = Endpoints::new(client, 40_000 + i as u16, server, 443);
+        let b = watch_bucket(&FlowKey::of(&e, false, &[1, 2]));
+        assert!(b < WATCH_BUCKETS);
+        seen[b as usize] += 1;
+    }
+    let used = seen.iter().filter(|&&n| n > 0).count();
+    // 1,000 flows thrown at random into 1,024 buckets fill about 628.
+    assert!(used > 550, "1,000 flows in only {used} buckets");
+    assert!(seen.iter().all(|&n| n <= 6), "a bucket holds {seen:?}");
+}
