@@ -86,7 +86,7 @@ pub struct ClassResult {
 
 impl ClassResult {
     pub fn ratio(&self) -> f64 {
-        self.rstguard.median() / self.baselines[2].median()
+        self.rstguard.ratio_to(&self.baselines[2])
     }
 
     pub fn mpps(&self) -> f64 {

@@ -37,7 +37,8 @@ pub fn header(command: &str, rounds: usize) -> String {
          Nothing in `cargo xtask test` depends on timing: these figures are measured here, never asserted.\n\n\
          Machine: {}, {cpus} CPUs, {:.0} GiB{hv}; Linux {uname}. \
          Each figure is the median of {rounds} rounds, with (min-max); configurations alternate within a round, \
-         so that the noise of this shared machine falls on all of them alike. Ratios compare figures of the same run.\n\n",
+         so that the noise of this shared machine falls on all of them alike. Ratios compare figures of the same run: \
+         a program's ratio to its baseline is the median of each round's ratio (the two measured back to back).\n\n",
         first_line("/proc/cpuinfo", "model name"),
         mem_kb as f64 / 1024.0 / 1024.0
     )

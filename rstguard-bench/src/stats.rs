@@ -35,6 +35,14 @@ impl Samples {
         self.sorted().last().copied().unwrap_or(f64::NAN)
     }
 
+    /// The median of the per-round ratios `self[i] / base[i]`: rounds
+    /// measure both back to back, so a round the shared machine slowed
+    /// slows both, and its ratio stays true where a ratio of medians taken
+    /// from different rounds would not.
+    pub fn ratio_to(&self, base: &Samples) -> f64 {
+        Samples(self.0.iter().zip(&base.0).map(|(a, b)| a / b).collect()).median()
+    }
+
     /// "median (min-max)" with `digits` decimals.
     pub fn show(&self, digits: usize) -> String {
         format!(
@@ -57,5 +65,15 @@ mod tests {
         assert_eq!((s.median(), s.min(), s.max()), (3.0, 1.0, 9.0));
         assert_eq!(Samples(vec![1.0, 2.0, 3.0, 4.0]).median(), 2.5);
         assert_eq!(s.show(1), "3.0 (1.0-9.0)");
+    }
+
+    #[test]
+    fn ratios_are_paired_by_round() {
+        // Round 1 slowed both, round 2 only the baseline: paired, the
+        // ratio is still 1.5; the ratio of the medians would say 0.75.
+        let a = Samples(vec![30.0, 15.0, 15.0]);
+        let b = Samples(vec![20.0, 20.0, 10.0]);
+        assert_eq!(a.ratio_to(&b), 1.5);
+        assert_eq!(a.median() / b.median(), 0.75);
     }
 }
