@@ -32,6 +32,14 @@ pub struct SizeResult {
     pub new_bytes_per_flow: f64,
 }
 
+impl SizeResult {
+    /// How far the assured table's memory exceeds 128 bytes a flow, in
+    /// bytes (negative: under).
+    pub fn beyond_128(&self) -> i64 {
+        (self.bytes_per_flow * f64::from(self.flows)).round() as i64 - 128 * i64::from(self.flows)
+    }
+}
+
 /// A segment from `base` + 1, + 2, ... (one address a run of
 /// `bench_new_flow`).
 fn template(base: [u8; 4], syn: bool) -> Vec<u8> {
