@@ -28,24 +28,18 @@ fn endpoint_causes(
     });
     let what = format!("{fam} {level} refused");
     assert_eq!(got, Err(ErrorKind::ConnectionRefused), "{what}");
-    let r = named(
-        at_client,
+    let (r, sent) = named_at_both_ends(
+        (at_client, at_server),
         &what,
         (server, client),
-        ("c0", "ingress", "exact", "pass", "refused", "RST|ACK"),
+        ("refused", "RST|ACK"),
     );
     assert_eq!((r.ttl, r.peer_ttl), (PEER_TTL, None), "{what}: {r:#?}");
     assert!(
         r.evidence.starts_with("it answers the SYN"),
         "{what}: {r:#?}"
     );
-    let r = named(
-        at_server,
-        &what,
-        (server, client),
-        ("s0", "egress", "exact", "pass", "refused", "RST|ACK"),
-    );
-    assert_eq!(r.ttl, OWN_TTL, "{what}: {r:#?}");
+    assert_eq!(sent.ttl, OWN_TTL, "{what}: {sent:#?}");
     flows.push(
         Expected::new(what, client, server)
             .client(&[("ingress", "refused")])
@@ -143,22 +137,16 @@ fn endpoint_causes(
     assert!(reset, "{what}: no RST answered the write");
     assert_eq!(states, (TCP_CLOSE_WAIT, TCP_CLOSE), "{what}");
     assert_eq!(second, Err(ErrorKind::BrokenPipe), "{what}");
-    let r = named(
-        at_client,
+    let (r, _) = named_at_both_ends(
+        (at_client, at_server),
         &what,
         (server, client),
-        ("c0", "ingress", "exact", "pass", "peer_closed", "RST"),
+        ("peer_closed", "RST"),
     );
     assert_eq!((r.ttl, r.peer_ttl), (PEER_TTL, Some(PEER_TTL)), "{what}");
     assert!(
         r.evidence.starts_with("after the sender's FIN"),
         "{what}: {r:#?}"
-    );
-    named(
-        at_server,
-        &what,
-        (server, client),
-        ("s0", "egress", "exact", "pass", "peer_closed", "RST"),
     );
     // The peer's stack answers every segment of ours that reaches it
     // after its close (the write, and the ACK of its FIN when that was
@@ -185,17 +173,13 @@ fn endpoint_causes(
     });
     srv.join().unwrap();
     assert_eq!(got, ErrorKind::ConnectionReset, "{what}");
-    for (log, want) in [
-        (
-            at_client,
-            ("c0", "ingress", "exact", "pass", "abort", "RST|ACK"),
-        ),
-        (
-            at_server,
-            ("s0", "egress", "exact", "pass", "abort", "RST|ACK"),
-        ),
-    ] {
-        let r = named(log, &what, (server, client), want);
+    let ends = named_at_both_ends(
+        (at_client, at_server),
+        &what,
+        (server, client),
+        ("abort", "RST|ACK"),
+    );
+    for r in [ends.0, ends.1] {
         assert!(
             r.evidence.contains("closed with data unread"),
             "{what}: {r:#?}"
@@ -222,17 +206,13 @@ fn endpoint_causes(
     });
     srv.join().unwrap();
     assert_eq!(got, ErrorKind::ConnectionReset, "{what}");
-    for (log, want) in [
-        (
-            at_client,
-            ("c0", "ingress", "exact", "pass", "abort", "RST|ACK"),
-        ),
-        (
-            at_server,
-            ("s0", "egress", "exact", "pass", "abort", "RST|ACK"),
-        ),
-    ] {
-        let r = named(log, &what, (server, client), want);
+    let ends = named_at_both_ends(
+        (at_client, at_server),
+        &what,
+        (server, client),
+        ("abort", "RST|ACK"),
+    );
+    for r in [ends.0, ends.1] {
         assert!(r.evidence.contains("SO_LINGER 0"), "{what}: {r:#?}");
     }
     // The client's ACKs still in flight when the server aborted draw the
@@ -297,22 +277,16 @@ fn endpoint_causes(
         "{what}: the client no longer ESTABLISHED"
     );
     assert_eq!(got, ErrorKind::ConnectionReset, "{what}");
-    let r = named(
-        at_client,
+    let (r, _) = named_at_both_ends(
+        (at_client, at_server),
         &what,
         (server, client),
-        ("c0", "ingress", "exact", "pass", "no_socket", "RST"),
+        ("no_socket", "RST"),
     );
     assert_eq!((r.ttl, r.peer_ttl), (PEER_TTL, Some(PEER_TTL)), "{what}");
     assert!(
         r.evidence.contains("the sender has no such connection"),
         "{what}: {r:#?}"
-    );
-    named(
-        at_server,
-        &what,
-        (server, client),
-        ("s0", "egress", "exact", "pass", "no_socket", "RST"),
     );
     flows.push(
         Expected::new(what, client, server)

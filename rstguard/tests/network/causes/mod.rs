@@ -93,6 +93,22 @@ fn named(
     r
 }
 
+/// A RST the server's stack sent, as both ends name it: `(cause, flags)`,
+/// exact and passed, at the client's XDP (`c0`, ingress) and at the
+/// server's TC egress (`s0`); the client's record and the server's.
+fn named_at_both_ends(
+    (at_client, at_server): (&ResetLog, &ResetLog),
+    what: &str,
+    sent: (SocketAddr, SocketAddr),
+    (cause, flags): (&str, &str),
+) -> (Reset, Reset) {
+    let want = |dev, dir| (dev, dir, "exact", "pass", cause, flags);
+    (
+        named(at_client, what, sent, want("c0", "ingress")),
+        named(at_server, what, sent, want("s0", "egress")),
+    )
+}
+
 /// A client socket bound to the client's address (its port known before
 /// it connects).
 fn client_socket(v6: bool) -> (Socket, SocketAddr) {
